@@ -1,0 +1,54 @@
+"""What every connector provides: a name, typed options and a bulk parser."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict
+
+
+class ConnectorOptions(BaseModel):
+    """Options shared by every connector; a connector may extend them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # IANA zone for timestamps that carry no UTC offset.
+    timezone: str = "UTC"
+
+
+@dataclass
+class ParseResult:
+    """The outcome of parsing one chunk of lines.
+
+    ``events`` has the columns of ``gatewatch.events.PARSED_COLUMNS`` plus
+    ``offset``; ``rejects`` has ``offset``, ``line`` and ``reason``. Every
+    input offset appears in exactly one of the two.
+    """
+
+    events: pl.DataFrame
+    rejects: pl.DataFrame
+
+
+REJECT_SCHEMA = {"offset": pl.Int64(), "line": pl.String(), "reason": pl.String()}
+
+
+class Connector:
+    """Parse lines of one log format into normalized event columns.
+
+    Subclasses set ``name`` and ``options_model`` and implement ``parse``,
+    which works on the whole chunk at once (polars or DuckDB expressions),
+    never with a Python loop per line.
+    """
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    options_model: ClassVar[type[ConnectorOptions]] = ConnectorOptions
+
+    def __init__(self, options: ConnectorOptions | None = None):
+        self.options = options if options is not None else self.options_model()
+
+    def parse(self, lines: pl.DataFrame) -> ParseResult:
+        """Parse a frame with ``line`` (String) and ``offset`` (Int64) columns."""
+        raise NotImplementedError
