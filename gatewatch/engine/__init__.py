@@ -1,0 +1,1 @@
+"""Detection rules: YAML model, SQL checks and compiler, event-time evaluator."""

@@ -1,0 +1,98 @@
+"""Find rule files, parse them and compile them, collecting every fault.
+
+A broken rule does not stop the others: ``load_rules`` returns the rules
+that compiled and a list of errors, each with the file and line at fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from gatewatch.engine.compiler import CompiledRule, compile_rule
+from gatewatch.engine.rule import Rule
+from gatewatch.errors import GatewatchError, RuleError
+from gatewatch.yamlsource import load_yaml, raise_validation_error
+
+BUILTIN = "builtin"
+RULE_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class RuleSet:
+    """The rules that compiled, and the faults of those that did not."""
+
+    rules: list[CompiledRule] = field(default_factory=list)
+    errors: list[GatewatchError] = field(default_factory=list)
+
+    def by_id(self, rule_id: str) -> CompiledRule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+
+def builtin_rules_dir() -> Path:
+    """Return the folder of the shipped rule pack, installed or in a checkout."""
+    installed = resources.files("gatewatch") / "rules"
+    if installed.is_dir():
+        return Path(str(installed))
+    return Path(__file__).resolve().parents[2] / "rules"
+
+
+def rule_files(locations: list[str | Path]) -> list[Path]:
+    """Expand rule locations (files, folders, or `builtin`) into YAML files."""
+    files: list[Path] = []
+    for location in locations:
+        path = builtin_rules_dir() if str(location) == BUILTIN else Path(location)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file()))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise RuleError("rule file or folder not found; check the `rules:` list in the config", path)
+    return files
+
+
+def load_rules(locations: list[str | Path]) -> RuleSet:
+    """Load every rule under ``locations``; collect the faults instead of stopping."""
+    result = RuleSet()
+    try:
+        files = rule_files(locations)
+    except GatewatchError as exc:
+        result.errors.append(exc)
+        return result
+    seen: dict[str, str] = {}
+    for path in files:
+        try:
+            compiled = compile_rule(load_rule(path))
+        except GatewatchError as exc:
+            result.errors.append(exc)
+            continue
+        if compiled.id in seen:
+            result.errors.append(
+                RuleError(
+                    f"duplicate rule id {compiled.id!r}, also used in {seen[compiled.id]}; rename one",
+                    path,
+                    compiled.rule.line_of("id"),
+                )
+            )
+            continue
+        seen[compiled.id] = str(path)
+        result.rules.append(compiled)
+    return result
+
+
+def load_rule(path: Path) -> Rule:
+    """Parse one rule file into a Rule; raise RuleError with the line at fault."""
+    document = load_yaml(path, RuleError)
+    if not isinstance(document.data, dict):
+        raise RuleError("a rule file must be a YAML mapping with keys such as `id:` and `type:`", path, 1)
+    try:
+        rule = Rule.model_validate(document.data)
+    except ValidationError as exc:
+        raise_validation_error(document, exc, RuleError, model=Rule)
+    rule.path = str(path)
+    rule.line = 1
+    rule.document = document
+    return rule

@@ -1,0 +1,244 @@
+"""The DuckDB file that holds events, rejects, checkpoints, rule state and alerts.
+
+Every table lives in one file so that a checkpoint, a rule watermark or an
+outbox row commits in the same transaction as the data it describes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from gatewatch.errors import StoreError
+
+# Each migration moves the schema from version N-1 to N. Append, never edit:
+# a store written by an older release replays only the statements it lacks.
+MIGRATIONS: list[list[str]] = [
+    [
+        """
+        CREATE TABLE events (
+            ts TIMESTAMP NOT NULL,
+            client_ip VARCHAR,
+            forwarded_for VARCHAR,
+            method VARCHAR,
+            scheme VARCHAR,
+            host VARCHAR,
+            path VARCHAR,
+            query VARCHAR,
+            http_version VARCHAR,
+            status INTEGER,
+            bytes_sent BIGINT,
+            bytes_received BIGINT,
+            duration_ms DOUBLE,
+            user_agent VARCHAR,
+            referer VARCHAR,
+            "user" VARCHAR,
+            credential_id VARCHAR,
+            request_id VARCHAR,
+            country VARCHAR,
+            asn BIGINT,
+            waf_action VARCHAR,
+            waf_rule_id VARCHAR,
+            waf_message VARCHAR,
+            attack_class VARCHAR,
+            malformed BOOLEAN,
+            extra JSON,
+            source VARCHAR NOT NULL,
+            format VARCHAR NOT NULL,
+            file VARCHAR NOT NULL,
+            "offset" BIGINT NOT NULL,
+            ingested_at TIMESTAMP NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE rejects (
+            source VARCHAR NOT NULL,
+            format VARCHAR NOT NULL,
+            file VARCHAR NOT NULL,
+            "offset" BIGINT NOT NULL,
+            line VARCHAR NOT NULL,
+            reason VARCHAR NOT NULL,
+            ingested_at TIMESTAMP NOT NULL
+        )
+        """,
+        # One row per distinct file content seen, keyed by a hash of its
+        # first bytes, so a renamed or copied rotation finds its offset.
+        """
+        CREATE TABLE checkpoints (
+            source VARCHAR NOT NULL,
+            fingerprint VARCHAR NOT NULL,
+            head_len INTEGER NOT NULL,
+            path VARCHAR NOT NULL,
+            device BIGINT NOT NULL,
+            inode BIGINT NOT NULL,
+            "offset" BIGINT NOT NULL,
+            updated_at TIMESTAMP NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE source_state (
+            source VARCHAR NOT NULL,
+            min_ts TIMESTAMP,
+            max_ts TIMESTAMP,
+            updated_at TIMESTAMP NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE rule_state (
+            rule_id VARCHAR NOT NULL,
+            evaluated_to TIMESTAMP NOT NULL,
+            updated_at TIMESTAMP NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE alerts (
+            alert_id VARCHAR PRIMARY KEY,
+            rule_id VARCHAR NOT NULL,
+            title VARCHAR NOT NULL,
+            severity VARCHAR NOT NULL,
+            group_key JSON NOT NULL,
+            window_start TIMESTAMP NOT NULL,
+            window_end TIMESTAMP NOT NULL,
+            measures JSON NOT NULL,
+            summary VARCHAR NOT NULL,
+            evidence JSON NOT NULL,
+            query VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE outbox (
+            alert_id VARCHAR NOT NULL,
+            notifier VARCHAR NOT NULL,
+            state VARCHAR NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error VARCHAR,
+            last_attempt_at TIMESTAMP,
+            sent_at TIMESTAMP,
+            PRIMARY KEY (alert_id, notifier)
+        )
+        """,
+        "CREATE INDEX events_ts ON events (ts)",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def utc_now() -> datetime:
+    """Return the current UTC time as a naive datetime, the store's convention."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Store:
+    """An open gatewatch DuckDB file, migrated to the current schema."""
+
+    def __init__(self, path: str | Path, read_only: bool = False):
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open the database: {exc}", self.path) from None
+        self.con.execute("SET TimeZone = 'UTC'")
+        if not read_only:
+            self._migrate()
+        else:
+            self._check_version()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Run a block in one transaction; roll back if it raises."""
+        self.con.begin()
+        try:
+            yield self.con
+        except BaseException:
+            self.con.rollback()
+            raise
+        self.con.commit()
+
+    def schema_version(self) -> int:
+        exists = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+        ).fetchone()[0]
+        if not exists:
+            return 0
+        row = self.con.execute("SELECT max(version) FROM schema_version").fetchone()
+        return row[0] or 0
+
+    def _check_version(self) -> None:
+        version = self.schema_version()
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"schema version {version} does not match this gatewatch ({SCHEMA_VERSION}); "
+                "run any write command such as `gatewatch run --once` to migrate it",
+                self.path,
+            )
+
+    def _migrate(self) -> None:
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database has schema version {version}, newer than this gatewatch "
+                f"supports ({SCHEMA_VERSION}); upgrade gatewatch",
+                self.path,
+            )
+        with self.transaction() as con:
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)"
+            )
+            for number in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[number - 1]:
+                    con.execute(statement)
+                con.execute("INSERT INTO schema_version VALUES (?, ?)", [number, utc_now()])
+
+    def insert_frame(self, table: str, frame: pl.DataFrame) -> None:
+        """Append a polars frame to ``table``, matching columns by name."""
+        if frame.height == 0:
+            return
+        self.con.register("_gatewatch_frame", frame.to_arrow())
+        try:
+            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _gatewatch_frame")
+        finally:
+            self.con.unregister("_gatewatch_frame")
+
+    def watermark_source_max(self) -> datetime | None:
+        """Return the newest event time over all sources, or None when empty."""
+        return self.con.execute("SELECT max(max_ts) FROM source_state").fetchone()[0]
+
+    def earliest_event(self) -> datetime | None:
+        return self.con.execute("SELECT min(min_ts) FROM source_state").fetchone()[0]
+
+    def update_source_state(self, source: str, min_ts: datetime | None, max_ts: datetime | None) -> None:
+        """Widen the source's known event-time range; call inside a transaction."""
+        if min_ts is None or max_ts is None:
+            return
+        row = self.con.execute(
+            "SELECT min_ts, max_ts FROM source_state WHERE source = ?", [source]
+        ).fetchone()
+        if row is None:
+            self.con.execute(
+                "INSERT INTO source_state VALUES (?, ?, ?, ?)", [source, min_ts, max_ts, utc_now()]
+            )
+            return
+        self.con.execute(
+            "UPDATE source_state SET min_ts = least(min_ts, ?), max_ts = greatest(max_ts, ?), "
+            "updated_at = ? WHERE source = ?",
+            [min_ts, max_ts, utc_now(), source],
+        )

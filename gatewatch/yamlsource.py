@@ -1,0 +1,143 @@
+"""Load YAML while remembering the line of every key, for error messages.
+
+pydantic reports an error location as a path of keys (``sources.0.path``);
+``YamlDocument.line_of`` turns that path back into a line of the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gatewatch.errors import GatewatchError
+
+Location = tuple[str | int, ...]
+
+
+@dataclass
+class YamlDocument:
+    """A parsed YAML mapping plus the 1-based line of each key path."""
+
+    path: str
+    data: Any
+    lines: dict[Location, int] = field(default_factory=dict)
+
+    def line_of(self, location: Location) -> int | None:
+        """Return the line of the longest known prefix of ``location``."""
+        for end in range(len(location), -1, -1):
+            line = self.lines.get(tuple(location[:end]))
+            if line is not None:
+                return line
+        return None
+
+
+def load_yaml(path: str | Path, error: type[GatewatchError] = GatewatchError) -> YamlDocument:
+    """Read and parse a YAML file; a syntax error raises ``error`` with its line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error("file not found", path) from None
+    except UnicodeDecodeError as exc:
+        raise error(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", path) from None
+    return parse_yaml(text, str(path), error)
+
+
+def parse_yaml(text: str, path: str, error: type[GatewatchError] = GatewatchError) -> YamlDocument:
+    """Parse YAML text; the result keeps the line of every key."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise error(f"invalid YAML: {problem}", path, line) from None
+    except yaml.YAMLError as exc:
+        raise error(f"invalid YAML: {exc}", path) from None
+    if node is None:
+        return YamlDocument(path=path, data=None)
+    lines: dict[Location, int] = {}
+    _record_lines(node, (), lines)
+    data = yaml.SafeLoader(text).get_single_data()
+    return YamlDocument(path=path, data=data, lines=lines)
+
+
+def _record_lines(node: yaml.Node, location: Location, lines: dict[Location, int]) -> None:
+    lines.setdefault(location, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            lines[location + (key,)] = key_node.start_mark.line + 1
+            _record_lines(value_node, location + (key,), lines)
+            # The key's own line wins over the value's start line.
+            lines[location + (key,)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_lines(item, location + (index,), lines)
+
+
+def raise_validation_error(
+    document: YamlDocument,
+    exc: Any,
+    error: type[GatewatchError],
+    prefix: Location = (),
+    model: Any = None,
+) -> None:
+    """Turn the first error of a pydantic ``ValidationError`` into ``error``.
+
+    The message names the key path, the bad value and what pydantic expected;
+    the line comes from ``document``. ``prefix`` is prepended to pydantic's
+    location when the validated data sits below the document root.
+    """
+    first = exc.errors(include_url=False)[0]
+    model_location = tuple(first["loc"])
+    location = prefix + model_location
+    key = ".".join(str(part) for part in location) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = f"unknown key {key!r}"
+        allowed = _keys_at(model, model_location[:-1])
+        close = difflib.get_close_matches(str(model_location[-1]), allowed, n=1)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        elif allowed:
+            message += f"; valid keys here: {', '.join(sorted(allowed))}"
+        raise error(message, document.path, document.line_of(location))
+    if first["type"] == "missing":
+        raise error(f"missing required key {key!r}", document.path, document.line_of(location[:-1]))
+    value = first.get("input")
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        message = f"invalid value {value!r} for {key!r}: {message}"
+    else:
+        message = f"invalid {key!r}: {message}"
+    raise error(message, document.path, document.line_of(location))
+
+
+def _keys_at(model: Any, location: Location) -> list[str]:
+    """Return the field names of the pydantic model found at ``location``."""
+    current = model
+    for part in location:
+        current = _model_in(current)
+        if current is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field_info = current.model_fields.get(part)
+        if field_info is None:
+            return []
+        current = field_info.annotation
+    current = _model_in(current)
+    return list(current.model_fields) if current is not None else []
+
+
+def _model_in(annotation: Any) -> Any:
+    """Find the one pydantic model inside ``list[M]``, ``M | None`` and the like."""
+    if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
+        return annotation
+    models = [m for m in (_model_in(arg) for arg in typing.get_args(annotation)) if m is not None]
+    return models[0] if len(models) == 1 else None
