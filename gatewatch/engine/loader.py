@@ -7,14 +7,17 @@ that compiled and a list of errors, each with the file and line at fault.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
+import duckdb
 from pydantic import ValidationError
 
 from gatewatch.engine.compiler import CompiledRule, compile_rule
 from gatewatch.engine.rule import Rule
 from gatewatch.errors import GatewatchError, RuleError
+from gatewatch.store import Store
 from gatewatch.yamlsource import load_yaml, raise_validation_error
 
 BUILTIN = "builtin"
@@ -80,7 +83,26 @@ def load_rules(locations: list[str | Path]) -> RuleSet:
             continue
         seen[compiled.id] = str(path)
         result.rules.append(compiled)
+    _check_in_duckdb(result)
     return result
+
+
+def _check_in_duckdb(result: RuleSet) -> None:
+    """Plan each rule's query against an empty store, so that a wrong function
+    name or type is reported now, with the rule's file, and not at run time."""
+    if not result.rules:
+        return
+    with Store(":memory:") as store:
+        for compiled in list(result.rules):
+            params = [datetime(2000, 1, 1)] * 4
+            try:
+                store.con.execute(compiled.candidates_sql, params).fetchall()
+            except duckdb.Error as exc:
+                detail = str(exc).splitlines()[0]
+                result.errors.append(
+                    RuleError(f"DuckDB rejects the rule's SQL: {detail}", compiled.rule.path, compiled.rule.line)
+                )
+                result.rules.remove(compiled)
 
 
 def load_rule(path: Path) -> Rule:

@@ -1,0 +1,327 @@
+"""The `gatewatch` command: a thin layer over the library.
+
+Exit codes:
+  0  success; also when another run holds the lock (the run does nothing)
+  1  nothing ran: invalid config, unreadable database, failed query or test
+  2  invalid command-line usage
+  3  the run finished, but a source, rule or notifier failed (see the errors)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import duckdb
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from gatewatch.config import DEFAULT_CONFIG_NAME, Config, load_config
+from gatewatch.engine.loader import load_rules
+from gatewatch.engine.ruletest import run_rule_tests
+from gatewatch.errors import GatewatchError
+from gatewatch.notify.escape import make_visible
+from gatewatch.runner import RunLocked, TickReport, build_connector, run_lock, run_tick
+from gatewatch.store import Store
+from gatewatch.ingest import ingest_source
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_PARTIAL = 3
+
+app = typer.Typer(
+    help="Detect API abuse in gateway and WAF logs: ingest, evaluate YAML rules, alert.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+rules_app = typer.Typer(help="List, check and test detection rules.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Inspect stored alerts.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+app.add_typer(alerts_app, name="alerts")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="GATEWATCH_CONFIG",
+        help="Path of the config file (YAML). Relative paths inside it are read from its folder.",
+    ),
+]
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def fail(error: GatewatchError | str) -> typer.Exit:
+    """Print one error line on stderr and return the exit to raise."""
+    err.print(Text(f"error: {error}"))
+    return typer.Exit(EXIT_FAILED)
+
+
+def read_config(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except GatewatchError as exc:
+        if not path.exists():
+            raise fail(f"{path}: config file not found; create one with `gatewatch init {path}`") from None
+        raise fail(exc) from None
+
+
+def print_errors(errors: list[GatewatchError]) -> None:
+    for error in errors:
+        err.print(Text(f"error: {make_visible(str(error))}"))
+
+
+def print_summary(report: TickReport) -> None:
+    sent = report.delivery.sent if report.delivery else 0
+    pending = report.delivery.pending_left if report.delivery else 0
+    out.print(
+        Text(
+            f"gatewatch: {report.lines} lines read, {report.events} events, {report.rejects} rejected; "
+            f"{report.alerts} new alerts; {sent} deliveries sent, {pending} pending; "
+            f"{len(report.errors)} errors"
+        )
+    )
+
+
+@app.command()
+def run(
+    config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
+    once: Annotated[bool, typer.Option("--once", help="Run one tick (ingest, evaluate, deliver) and exit; for cron.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print the tick summary even when nothing happened.")] = False,
+) -> None:
+    """Ingest new log lines, evaluate the rules and deliver alerts.
+
+    With --once, run one tick and exit. Without it, run a tick every
+    `schedule.every` of the config until stopped with Ctrl-C or SIGTERM.
+    """
+    settings = read_config(config)
+    if not once:
+        from gatewatch.scheduler import serve
+
+        serve(settings, lambda: _tick(settings, verbose))
+        return
+    raise typer.Exit(_tick(settings, verbose))
+
+
+def _tick(settings: Config, verbose: bool) -> int:
+    database = settings.resolve(settings.database)
+    try:
+        with run_lock(database):
+            report = run_tick(settings, out)
+    except RunLocked as exc:
+        err.print(Text(str(exc)))
+        return EXIT_OK
+    except GatewatchError as exc:
+        print_errors([exc])
+        return EXIT_FAILED
+    print_errors(report.errors)
+    happened = report.lines or report.alerts or report.errors or (report.delivery and report.delivery.sent)
+    if verbose or happened:
+        print_summary(report)
+    return EXIT_PARTIAL if report.errors else EXIT_OK
+
+
+@app.command()
+def ingest(config: ConfigOption = Path(DEFAULT_CONFIG_NAME)) -> None:
+    """Read new lines of every source into the database, without evaluating rules."""
+    settings = read_config(config)
+    database = settings.resolve(settings.database)
+    errors: list[GatewatchError] = []
+    try:
+        with run_lock(database), Store(database) as store:
+            for index, source in enumerate(settings.sources):
+                try:
+                    connector = build_connector(settings, index)
+                    patterns = [str(settings.resolve(p)) for p in source.paths]
+                    result = ingest_source(store, source.name, source.format, connector, patterns)
+                except GatewatchError as exc:
+                    exc.path = exc.path or settings.config_path
+                    exc.line = exc.line or settings.line_of("sources", index, "path")
+                    errors.append(exc)
+                    continue
+                out.print(Text(f"{source.name}: {result.lines} lines, {result.events} events, {result.rejects} rejected"))
+    except RunLocked as exc:
+        err.print(Text(str(exc)))
+        raise typer.Exit(EXIT_OK) from None
+    except GatewatchError as exc:
+        raise fail(exc) from None
+    print_errors(errors)
+    raise typer.Exit(EXIT_PARTIAL if errors else EXIT_OK)
+
+
+RulePaths = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Rule files or folders; default: the `rules:` list of the config, or the built-in pack."),
+]
+
+
+def _rule_locations(paths: list[Path] | None, config: Path) -> list[str]:
+    if paths:
+        return [str(p) for p in paths]
+    if config.exists():
+        settings = read_config(config)
+        return [loc if loc == "builtin" else str(settings.resolve(loc)) for loc in settings.rules]
+    return ["builtin"]
+
+
+@rules_app.command("list")
+def rules_list(paths: RulePaths = None, config: ConfigOption = Path(DEFAULT_CONFIG_NAME)) -> None:
+    """List the rules with their type, window and severity."""
+    rule_set = load_rules(_rule_locations(paths, config))
+    table = Table("id", "type", "severity", "window", "every", "title", box=None)
+    for compiled in rule_set.rules:
+        rule = compiled.rule
+        window = str(rule.window) if rule.window else "-"
+        table.add_row(Text(rule.id), rule.type, rule.severity, window, str(rule.every), Text(rule.title))
+    out.print(table)
+    print_errors(rule_set.errors)
+    raise typer.Exit(EXIT_FAILED if rule_set.errors else EXIT_OK)
+
+
+@rules_app.command("validate")
+def rules_validate(paths: RulePaths = None, config: ConfigOption = Path(DEFAULT_CONFIG_NAME)) -> None:
+    """Check rule files: YAML, keys, SQL columns and functions. Exit 1 on any fault."""
+    rule_set = load_rules(_rule_locations(paths, config))
+    print_errors(rule_set.errors)
+    out.print(Text(f"{len(rule_set.rules)} rules valid, {len(rule_set.errors)} invalid"))
+    raise typer.Exit(EXIT_FAILED if rule_set.errors else EXIT_OK)
+
+
+@rules_app.command("test")
+def rules_test(paths: RulePaths = None, config: ConfigOption = Path(DEFAULT_CONFIG_NAME)) -> None:
+    """Run the inline tests of each rule. Exit 1 when a test fails or a rule is invalid."""
+    rule_set = load_rules(_rule_locations(paths, config))
+    print_errors(rule_set.errors)
+    passed = failed = 0
+    for compiled in rule_set.rules:
+        for outcome in run_rule_tests(compiled):
+            if outcome.passed:
+                passed += 1
+                out.print(Text(f"PASS {outcome.rule_id}: {outcome.name}"))
+            else:
+                failed += 1
+                where = f"{outcome.path}:{outcome.line}" if outcome.line else outcome.path
+                out.print(Text(f"FAIL {outcome.rule_id}: {outcome.name} ({where}): {outcome.message}"))
+        if not compiled.rule.tests:
+            out.print(Text(f"NOTE {compiled.id}: no inline tests"))
+    out.print(Text(f"{passed} passed, {failed} failed"))
+    raise typer.Exit(EXIT_FAILED if failed or rule_set.errors else EXIT_OK)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="SQL to run, such as \"SELECT client_ip, count(*) FROM events GROUP BY 1\".")],
+    config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table, csv or json.")] = OutputFormat.table,
+) -> None:
+    """Run a read-only SQL query over the database (tables: events, rejects, alerts, outbox)."""
+    settings = read_config(config)
+    database = settings.resolve(settings.database)
+    if not database.exists():
+        raise fail(f"{database}: database not found; run `gatewatch run --once` first")
+    try:
+        with Store(database, read_only=True) as store:
+            cursor = store.con.execute(sql)
+            columns = [d[0] for d in cursor.description] if cursor.description else []
+            rows = cursor.fetchall() if columns else []
+    except duckdb.Error as exc:
+        raise fail(f"query failed: {str(exc).splitlines()[0]}") from None
+    except GatewatchError as exc:
+        raise fail(exc) from None
+    write_rows(columns, rows, output)
+
+
+def write_rows(columns: list[str], rows: list[tuple], output: OutputFormat) -> None:
+    """Print rows as a table, CSV or JSON; table cells show hidden characters as escapes."""
+    if output is OutputFormat.json:
+        records = [dict(zip(columns, row)) for row in rows]
+        sys.stdout.write(json.dumps(records, default=_json_default, ensure_ascii=False, indent=1) + "\n")
+        return
+    if output is OutputFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        sys.stdout.write(buffer.getvalue())
+        return
+    table = Table(*[Text(make_visible(c)) for c in columns], box=None)
+    for row in rows:
+        table.add_row(*[Text("" if v is None else make_visible(v)) for v in row])
+    out.print(table)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return str(value)
+
+
+@alerts_app.command("list")
+def alerts_list(
+    config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
+    limit: Annotated[int, typer.Option(help="Maximum number of alerts to show, newest first.")] = 50,
+    rule: Annotated[str | None, typer.Option(help="Show only alerts of this rule id.")] = None,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table, csv or json.")] = OutputFormat.table,
+) -> None:
+    """List stored alerts with their delivery state."""
+    settings = read_config(config)
+    database = settings.resolve(settings.database)
+    if not database.exists():
+        raise fail(f"{database}: database not found; run `gatewatch run --once` first")
+    sql = (
+        "SELECT a.alert_id, a.window_end, a.severity, a.rule_id, a.group_key::VARCHAR AS group_key, "
+        "a.summary, coalesce(string_agg(o.notifier || ':' || o.state, ' ' ORDER BY o.notifier), '') AS delivery "
+        "FROM alerts a LEFT JOIN outbox o USING (alert_id) "
+        "WHERE ? IS NULL OR a.rule_id = ? GROUP BY ALL ORDER BY a.window_end DESC, a.alert_id LIMIT ?"
+    )
+    try:
+        with Store(database, read_only=True) as store:
+            cursor = store.con.execute(sql, [rule, rule, limit])
+            columns = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+    except (duckdb.Error, GatewatchError) as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    write_rows(columns, rows, output)
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the starter config.")] = Path(DEFAULT_CONFIG_NAME),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the file if it exists.")] = False,
+) -> None:
+    """Write a commented starter config to edit."""
+    if path.exists() and not force:
+        raise fail(f"{path}: file exists; pass --force to overwrite it")
+    from gatewatch.starter import STARTER_CONFIG
+
+    path.write_text(STARTER_CONFIG, encoding="utf-8")
+    out.print(Text(f"wrote {path}; edit `sources:` to point at your logs, then run `gatewatch run --once -c {path}`"))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""One tick: ingest every source, evaluate every rule, deliver the outbox.
+
+A fault in one source, rule or notifier is recorded in the report and the
+rest of the tick goes on. ``gatewatch run --once`` and the daemon both call
+``run_tick``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+from pydantic import ValidationError
+from rich.console import Console
+
+from gatewatch.config import Config
+from gatewatch.connectors import get_connector
+from gatewatch.connectors.base import Connector
+from gatewatch.engine.evaluator import EvaluationSettings, RuleReport, evaluate_rule
+from gatewatch.engine.loader import RuleSet, load_rules
+from gatewatch.errors import ConfigError, GatewatchError, SourceError
+from gatewatch.ingest import SourceReport, ingest_source
+from gatewatch.notify import DeliveryReport, build_notifier, deliver_pending
+from gatewatch.store import Store
+from gatewatch.yamlsource import raise_validation_error
+
+
+@dataclass
+class TickReport:
+    sources: list[SourceReport] = field(default_factory=list)
+    rules: list[RuleReport] = field(default_factory=list)
+    delivery: DeliveryReport | None = None
+    errors: list[GatewatchError] = field(default_factory=list)
+
+    @property
+    def lines(self) -> int:
+        return sum(s.lines for s in self.sources)
+
+    @property
+    def events(self) -> int:
+        return sum(s.events for s in self.sources)
+
+    @property
+    def rejects(self) -> int:
+        return sum(s.rejects for s in self.sources)
+
+    @property
+    def alerts(self) -> int:
+        return sum(len(r.alert_ids) for r in self.rules)
+
+
+class RunLocked(GatewatchError):
+    """Another gatewatch run holds the lock on this database."""
+
+
+@contextmanager
+def run_lock(database: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside the database for the length of a tick."""
+    lock_path = Path(f"{database}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(lock_path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(
+                "another gatewatch run is using this database; this run did nothing", database
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def build_connector(config: Config, index: int) -> Connector:
+    """Create the connector of source ``index`` with its validated options."""
+    source = config.sources[index]
+    try:
+        connector_class = get_connector(source.format)
+    except GatewatchError as exc:
+        raise config.error(exc.message, "sources", index, "format") from None
+    try:
+        options = connector_class.options_model(timezone=source.timezone, **source.options)
+    except ValidationError as exc:
+        raise_validation_error(
+            config.document, exc, ConfigError, prefix=("sources", index, "options"),
+            model=connector_class.options_model,
+        )
+    return connector_class(options)
+
+
+def run_tick(config: Config, console: Console, rules: RuleSet | None = None) -> TickReport:
+    """Run one tick over the config's store; the caller holds the run lock."""
+    report = TickReport()
+    database = config.resolve(config.database)
+    with Store(database) as store:
+        _ingest_all(config, store, report)
+        rule_set = rules if rules is not None else load_rules(_rule_locations(config))
+        report.errors.extend(rule_set.errors)
+        notifiers = _build_notifiers(config, console, report)
+        _evaluate_all(config, store, rule_set, [n.name for n in config.notifiers], report)
+        report.delivery = deliver_pending(store.con, notifiers)
+    return report
+
+
+def _rule_locations(config: Config) -> list[str]:
+    return [loc if loc == "builtin" else str(config.resolve(loc)) for loc in config.rules]
+
+
+def _ingest_all(config: Config, store: Store, report: TickReport) -> None:
+    for index, source in enumerate(config.sources):
+        try:
+            connector = build_connector(config, index)
+            patterns = [str(config.resolve(p)) for p in source.paths]
+            report.sources.append(ingest_source(store, source.name, source.format, connector, patterns))
+        except SourceError as exc:
+            exc.path = exc.path or config.config_path
+            exc.line = exc.line or config.line_of("sources", index, "path")
+            report.errors.append(exc)
+        except GatewatchError as exc:
+            report.errors.append(exc)
+
+
+def _build_notifiers(config: Config, console: Console, report: TickReport) -> dict[str, object]:
+    notifiers = {}
+    for index, notifier_config in enumerate(config.notifiers):
+        try:
+            notifiers[notifier_config.name] = build_notifier(notifier_config, console)
+        except GatewatchError as exc:
+            exc.path = exc.path or config.config_path
+            exc.line = exc.line or config.line_of("notifiers", index)
+            report.errors.append(exc)
+    return notifiers
+
+
+def _evaluate_all(
+    config: Config, store: Store, rule_set: RuleSet, notifier_names: list[str], report: TickReport
+) -> None:
+    settings = EvaluationSettings(
+        lateness=config.engine.allowed_lateness,
+        new_rule_lookback=config.engine.new_rule_lookback,
+        evidence_rows=config.engine.evidence_rows,
+    )
+    for rule in rule_set.rules:
+        if not rule.rule.enabled:
+            continue
+        try:
+            report.rules.append(evaluate_rule(store, rule, notifier_names, settings))
+        except duckdb.Error as exc:
+            message = str(exc).splitlines()[0]
+            report.errors.append(
+                GatewatchError(f"rule {rule.id!r} failed in DuckDB: {message}", rule.rule.path, rule.rule.line)
+            )

@@ -1,0 +1,46 @@
+"""The commented starter config that `gatewatch init` writes."""
+
+STARTER_CONFIG = """\
+# gatewatch configuration. Relative paths are read from this file's folder.
+
+# The DuckDB file that holds events, rejects, alerts and all run state.
+database: gatewatch.duckdb
+
+# Log sources. `format` names a connector (`gatewatch` ships `combined` for
+# nginx/Apache access logs and `nginx_json` for nginx JSON logs). `path` is a
+# file, a folder or a glob; rotated files (access.log.1, access.log.2.gz)
+# are read once each.
+sources:
+  - name: edge
+    format: combined
+    path: /var/log/nginx/access.log*
+    # Time zone for log times that carry no UTC offset (IANA name).
+    timezone: UTC
+
+# Rule files or folders; `builtin` is the rule pack shipped with gatewatch.
+rules:
+  - builtin
+  # - rules/            # your own rules
+
+# Where alerts go. Each alert is delivered once to each notifier.
+notifiers:
+  - type: terminal
+  # Slack with a bot token (chat:write scope) and a channel. The token is read
+  # from the environment variable named here, never from this file.
+  # - type: slack
+  #   token_env: SLACK_BOT_TOKEN
+  #   channel: "#api-security"
+  # Or an incoming webhook, whose URL is read from the named variable:
+  # - type: slack
+  #   webhook_url_env: SLACK_WEBHOOK_URL
+
+engine:
+  # Windows close this long after the newest event time seen.
+  allowed_lateness: 1m
+  # A new rule first looks back this far over stored events.
+  new_rule_lookback: 7d
+
+# How often `gatewatch run` (without --once) runs a tick.
+schedule:
+  every: 1m
+"""
