@@ -94,8 +94,11 @@ def raise_validation_error(
     the line comes from ``document``. ``prefix`` is prepended to pydantic's
     location when the validated data sits below the document root.
     """
-    first = exc.errors(include_url=False)[0]
-    model_location = tuple(first["loc"])
+    errors = exc.errors(include_url=False)
+    # An unknown key often also causes a "missing" error for the key it was
+    # meant to be; the unknown key, with its did-you-mean, is the better report.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    model_location = _document_location(document.data, prefix, tuple(first["loc"]))
     location = prefix + model_location
     key = ".".join(str(part) for part in location) or "(top level)"
     message = first["msg"]
@@ -116,6 +119,37 @@ def raise_validation_error(
     else:
         message = f"invalid {key!r}: {message}"
     raise error(message, document.path, document.line_of(location))
+
+
+def _document_location(data: Any, prefix: Location, location: Location) -> Location:
+    """Drop the parts of a pydantic location that are not in the document.
+
+    A discriminated union adds its tag (``notifiers.0.slack.token``); the
+    document only has ``notifiers.0.token``.
+    """
+    current = data
+    for part in prefix:
+        current = _child(current, part)
+    kept: list[str | int] = []
+    for index, part in enumerate(location):
+        child = _child(current, part)
+        is_last = index == len(location) - 1
+        if child is _MISSING and isinstance(current, dict) and not is_last:
+            continue
+        kept.append(part)
+        current = child
+    return tuple(kept)
+
+
+_MISSING = object()
+
+
+def _child(node: Any, part: str | int) -> Any:
+    if isinstance(node, dict) and part in node:
+        return node[part]
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return _MISSING
 
 
 def _keys_at(model: Any, location: Location) -> list[str]:
