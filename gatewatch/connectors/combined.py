@@ -1,0 +1,514 @@
+"""NCSA common and combined access logs, as nginx and Apache write them.
+
+One parser covers the common variants: common (no referer and user agent),
+combined, a leading virtual host (``vhost`` or ``vhost:port``), a syslog
+prefix, an X-Forwarded-For list where ``$remote_addr`` is expected, and any
+number of trailing fields after the user agent.
+"""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+from pydantic import Field, field_validator
+
+from gatewatch.connectors._frames import overwrite_rows
+from gatewatch.connectors._http import (
+    NGINX_VARIABLE_COLUMNS,
+    null_if_dash,
+    normalize_client_address,
+    split_request_line,
+    split_target,
+)
+from gatewatch.connectors._text import json_object, unescape_log_column, unescape_log_text
+from gatewatch.connectors._time import describe_time_failure, parse_clf_time, validate_timezone
+from gatewatch.connectors.base import REJECT_SCHEMA, Connector, ConnectorOptions, ParseResult
+from gatewatch.events import PARSED_COLUMNS, conform
+
+# A quoted field: Apache escapes " and \ with a backslash, nginx writes \x22
+# and \x5C, so a backslash always starts a two-character escape.
+_QUOTED = r'[^"\\]*(?:\\.[^"\\]*)*'
+# Second try for lines where a raw backslash ends a field (nginx before 1.1.6
+# did not escape it): quotes delimit fields and backslashes are plain text.
+_QUOTED_LOOSE = r'[^"]*'
+_TIME = r"\d{2}/[A-Za-z]{3}/\d{4}:\d{2}:\d{2}:\d{2}[^\]]{0,16}"
+
+# The common shape, up to the response size. It leaves out the referer, user
+# agent and trailing fields because capturing long groups dominates the cost
+# of a regex, and literal splits read them faster. A head without "[" also
+# runs much faster than a lazy ".*?" head.
+PREFIX_RE = (
+    rf'^(?P<prefix>(?P<head>[^\[]*)\[(?P<time>{_TIME})\]'
+    rf' "(?P<request>{_QUOTED})" (?P<status>\d{{1,3}}) (?P<bytes>\d+|-))(?: |$)'
+)
+
+# Referer and user agent after the response size, for text with backslashes.
+TAIL_RE = rf'^ "(?P<referer>{_QUOTED})" "(?P<user_agent>{_QUOTED})"(?P<rest>(?: .*)?)$'
+
+
+def _line_pattern(quoted: str) -> str:
+    return (
+        rf"^(?P<head>.*?)\[(?P<time>{_TIME})\]"
+        # Some Apache formats put the server name between the time and the request.
+        r'(?: (?P<server>[^\s"]+))?'
+        rf' "(?P<request>{quoted})" (?P<status>\d{{1,3}}) (?P<bytes>\d+|-)'
+        rf'(?: "(?P<referer>{quoted})" "(?P<user_agent>{quoted})")?'
+        r"(?P<rest>(?: .*)?)$"
+    )
+
+
+# Every variant, for lines that PREFIX_RE does not match: a syslog prefix or
+# another "[" before the time, a server name after the time.
+LINE_RE = _line_pattern(_QUOTED)
+LINE_LOOSE_RE = _line_pattern(_QUOTED_LOOSE)
+
+# An address never starts with "-" and never contains quotes or commas.
+_ADDRESS = r'[^\s",\-][^\s",]*'
+# A quoted X-Forwarded-For value followed by $remote_addr, an unquoted list
+# optionally followed by $remote_addr, or a single address.
+_ADDRESSES = rf'"[^"]*" {_ADDRESS}|{_ADDRESS}(?:, ?[^\s",]+)+(?: {_ADDRESS})?|{_ADDRESS}'
+
+# Everything before the [time] field. A leading virtual host is recognised
+# only when at least two fields ($remote_logname, $remote_user) follow the
+# address, so "addr ident user" is never read as "vhost addr user".
+HEAD_RE = (
+    r"^(?:<\d{1,3}>)?"
+    r"(?:(?:[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}|\d{4}-\d{2}-\d{2}T\S+)"
+    r" (?P<syslog_host>\S+) (?P<syslog_program>[^\s:\[]+)(?:\[\d+\])?: )?"
+    rf"(?:(?P<vhost>{_ADDRESS}) (?P<address1>{_ADDRESSES}) (?P<ident1>(?:\S+ ){{1,2}})(?P<user1>\S+)"
+    rf"|(?P<address2>{_ADDRESSES}) (?P<ident2>(?:\S+ ){{0,2}})(?P<user2>\S+)"
+    rf"|(?P<address3>{_ADDRESSES}))?"
+    r" ?$"
+)
+
+ADDRESS_RE = r'^(?:"(?P<quoted_list>[^"]*)" (?P<quoted_peer>\S+)|(?P<list>[^\s,]+(?:, ?[^\s,]+)*)(?: (?P<peer>\S+))?)$'
+
+VHOST_RE = r"^(?P<name>\[[^\]]*\]|[^:]*)(?::(?P<port>\d+))?$"
+
+# One trailing field: a quoted string, a bracketed value (ingress-nginx
+# writes [$proxy_upstream_name]) or a bare token, each possibly a
+# comma-separated list such as "0.001, 0.002" or "[::1]:80, [::2]:80".
+TRAILING_FIELD_RE = (
+    rf'"{_QUOTED}"'
+    r"|\[[^\]]*\][^\s,]*(?:, ?[^\s,]+)*"
+    r"|[^\s,]+(?:, ?[^\s,]+)*"
+)
+
+# Columns that the combined format leaves empty, which a named trailing field
+# may fill. A name that maps to any other column goes into extra.
+_TRAILING_COLUMNS = frozenset(
+    {"forwarded_for", "host", "scheme", "bytes_received", "duration_ms", "request_id", "request_time"}
+)
+
+# Keys this connector writes into extra itself.
+RESERVED_EXTRA_KEYS = frozenset(
+    {
+        "request_raw",
+        "request_target",
+        "client_ip_raw",
+        "peer_ip",
+        "remote_addr_list",
+        "ident",
+        "vhost",
+        "server_port",
+        "syslog_host",
+        "syslog_program",
+        "extra_fields",
+    }
+)
+
+_FIELD_NAME_RE = re.compile(r"^[A-Za-z_@][A-Za-z0-9_.@-]*$")
+
+_NGINX_ERROR_RE = r"^(?:\S+ \S+\[\d+\]: )?\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} \[[a-z]+\] "
+_APACHE_ERROR_RE = r"^\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)? \d{4}\] "
+_CLF_TIME_RE = r"\[\d{2}/[A-Za-z]{3}/\d{4}:\d{2}:\d{2}:\d{2}[^\]]{0,16}\]"
+
+
+class CombinedOptions(ConnectorOptions):
+    """Options of the combined connector."""
+
+    # Names of the fields after the user agent, in order, as nginx variable
+    # names (request_time, http_x_forwarded_for, ...) or normalized column
+    # names. Unnamed and unknown fields go into extra.
+    trailing_fields: list[str] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        return validate_timezone(value)
+
+    @field_validator("trailing_fields")
+    @classmethod
+    def _check_trailing_fields(cls, names: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for name in names:
+            if not _FIELD_NAME_RE.match(name):
+                raise ValueError(
+                    f"invalid trailing field name {name!r}; use letters, digits, '_', '.', '@' or '-'"
+                )
+            if name in RESERVED_EXTRA_KEYS:
+                raise ValueError(f"trailing field name {name!r} is reserved for extra; choose another name")
+            if name in seen:
+                raise ValueError(f"trailing field name {name!r} appears twice")
+            seen.add(name)
+        return names
+
+
+def _trailing_column(name: str) -> str | None:
+    """Return the column a named trailing field fills, or None for extra."""
+    column = NGINX_VARIABLE_COLUMNS.get(name, name)
+    return column if column in _TRAILING_COLUMNS else None
+
+
+class CombinedConnector(Connector):
+    """NCSA common/combined access logs from nginx, Apache and compatible servers."""
+
+    name = "combined"
+    aliases = ("nginx", "apache", "nginx_combined", "apache_combined", "common")
+    options_model = CombinedOptions
+    options: CombinedOptions
+
+    def parse(self, lines: pl.DataFrame) -> ParseResult:
+        frame = lines.select(pl.col("offset").cast(pl.Int64), pl.col("line").cast(pl.String)).with_row_index("_row")
+        fields = _match_lines(frame)
+        matched = fields.filter(pl.col("time").is_not_null())
+        unmatched = fields.filter(pl.col("time").is_null()).select("_row", "offset", "line")
+
+        for column in ("request", "referer", "user_agent"):
+            matched = matched.with_columns(unescape_log_column(matched[column]).alias(f"{column}_text"))
+
+        events = self._build_events(matched)
+        reasons = _describe_rejects(events, self.options.timezone)
+        rejected_events = events.filter(reasons.is_not_null()).select(
+            "_row", "offset", "line", reason=reasons.filter(reasons.is_not_null())
+        )
+        events = events.filter(reasons.is_null())
+
+        rejects = pl.concat(
+            [unmatched.with_columns(reason=_describe_unmatched(pl.col("line"))), rejected_events]
+        ).sort("_row")
+        return ParseResult(
+            events=conform(events),
+            rejects=rejects.select(
+                pl.col("offset").cast(REJECT_SCHEMA["offset"]),
+                pl.col("line").cast(REJECT_SCHEMA["line"]),
+                pl.col("reason").cast(REJECT_SCHEMA["reason"]),
+            ),
+        )
+
+    def _build_events(self, matched: pl.DataFrame) -> pl.DataFrame:
+        timezone = self.options.timezone
+        staged = _read_heads(matched).lazy().with_columns(
+            ts=parse_clf_time(pl.col("time"), timezone),
+            status=pl.col("status").cast(pl.Int32, strict=False),
+            bytes_sent=pl.col("bytes").cast(pl.Int64, strict=False),
+            referer=null_if_dash(pl.col("referer_text")),
+            user_agent=null_if_dash(pl.col("user_agent_text")),
+            **split_request_line(pl.col("request_text")),
+        )
+        staged = staged.with_columns(**_vhost_columns(pl.coalesce(pl.col("_vhost"), pl.col("server"))))
+        staged = staged.with_columns(
+            malformed=pl.col("method").is_null(),
+            **{f"_target_{key}": value for key, value in split_target(pl.col("target"), pl.col("method")).items()},
+        ).collect()
+
+        trailing = _split_trailing_fields(staged["rest"])
+        named, extra_members = self._map_trailing_fields(trailing)
+        staged = staged.with_columns(named.get_columns()).lazy().with_columns(
+            scheme=pl.col("_target_scheme").fill_null(pl.col("_named_scheme")),
+            host=pl.coalesce(pl.col("_named_host"), pl.col("_vhost_name"), pl.col("_target_host")),
+            path=pl.col("_target_path"),
+            query=pl.col("_target_query"),
+            forwarded_for=pl.coalesce(pl.col("_named_forwarded_for"), pl.col("_leading_forwarded_for")),
+            bytes_received=pl.col("_named_bytes_received"),
+            duration_ms=pl.col("_named_duration_ms"),
+            request_id=pl.col("_named_request_id"),
+        )
+
+        extra_members = {
+            "request_raw": pl.when(pl.col("malformed")).then(pl.col("request")),
+            "request_target": pl.when(pl.col("_target_is_absolute")).then(pl.col("target")),
+            "client_ip_raw": pl.col("_client_ip_raw"),
+            "peer_ip": pl.col("_peer_ip"),
+            "remote_addr_list": pl.when(
+                pl.col("_named_forwarded_for").is_not_null() & pl.col("_leading_forwarded_for").is_not_null()
+            ).then(pl.col("_leading_forwarded_for")),
+            "ident": pl.when(pl.col("_ident").str.replace_all(r"[\s-]", "") != "").then(pl.col("_ident")),
+            "vhost": pl.when(pl.col("_vhost_name") != pl.col("host")).then(pl.col("_vhost_name")),
+            "server_port": pl.col("_vhost_port"),
+            "syslog_host": pl.col("syslog_host"),
+            "syslog_program": pl.col("syslog_program"),
+            **extra_members,
+            "extra_fields": pl.col("_extra_fields"),
+        }
+        return staged.with_columns(extra=json_object(extra_members)).collect()
+
+    def _map_trailing_fields(self, trailing: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
+        """Assign the named trailing fields to columns or extra members."""
+        names = self.options.trailing_fields
+        values = trailing["_trailing"]
+        columns: dict[str, pl.Series] = {}
+        extra_members: dict[str, pl.Expr] = {}
+        filled: dict[str, list[pl.Series]] = {}
+
+        for position, name in enumerate(names):
+            value = _clean_named_value(values.list.get(position, null_on_oob=True)).alias(f"_field_{name}")
+            column = _trailing_column(name)
+            if column is None:
+                columns[value.name] = value
+                extra_members[name] = pl.col(value.name)
+                continue
+            typed, leftover = _convert_trailing(value, column)
+            filled.setdefault(typed.name, []).append(typed)
+            if leftover is not None:
+                columns[leftover.name] = leftover
+                extra_members[name] = pl.col(leftover.name)
+
+        for column in ("forwarded_for", "host", "scheme", "bytes_received", "duration_ms", "request_id"):
+            key = f"_named_{column}"
+            dtype = PARSED_COLUMNS[column]
+            parts = filled.get(key)
+            if parts:
+                combined = parts[0]
+                for part in parts[1:]:
+                    combined = combined.fill_null(part)
+                columns[key] = combined.alias(key)
+            else:
+                columns[key] = pl.Series(key, [None] * len(values), dtype=dtype)
+
+        columns["_extra_fields"] = trailing["_extra_fields"]
+        return pl.DataFrame(list(columns.values())), extra_members
+
+
+_MATCH_COLUMNS = {
+    "head": pl.String,
+    "time": pl.String,
+    "server": pl.String,
+    "request": pl.String,
+    "status": pl.String,
+    "bytes": pl.String,
+    "referer": pl.String,
+    "user_agent": pl.String,
+    "rest": pl.String,
+}
+
+
+def _match_lines(frame: pl.DataFrame) -> pl.DataFrame:
+    """Split each line into the raw fields of the combined format.
+
+    Adds the fields of ``_MATCH_COLUMNS``. Lines that match no pattern keep
+    null fields.
+    """
+    fields = (
+        frame.lazy()
+        .with_columns(pl.col("line").str.extract_groups(PREFIX_RE).alias("_m"))
+        .unnest("_m")
+        .with_columns(_tail=pl.col("line").str.slice(pl.col("prefix").str.len_chars()))
+        .collect()
+    )
+    fields = _split_tail(fields).with_columns(server=pl.lit(None, dtype=pl.String))
+
+    for pattern in (LINE_RE, LINE_LOOSE_RE):
+        unmatched = fields["time"].is_null()
+        if not unmatched.any():
+            break
+        attempt = fields.filter(unmatched).select(pl.col("line").str.extract_groups(pattern).alias("_m")).unnest("_m")
+        fields = overwrite_rows(fields, unmatched, attempt.select(list(_MATCH_COLUMNS)))
+    return fields.select("_row", "offset", "line", *_MATCH_COLUMNS)
+
+
+def _split_tail(fields: pl.DataFrame) -> pl.DataFrame:
+    """Read referer, user agent and the trailing text from ``_tail``.
+
+    ``_tail`` is the text after the response size: empty, or a space and
+    the rest of the line. Without a backslash, quotes delimit the fields and
+    a literal split finds them. With one, TAIL_RE reads the escapes.
+    """
+    pieces = pl.col("_tail").str.splitn('"', 5)
+    before, referer, between, user_agent, after = (pieces.struct.field(f"field_{i}") for i in range(5))
+    is_combined = (
+        (before == " ")
+        & (between == " ")
+        & after.is_not_null()
+        & ((after == "") | after.str.starts_with(" "))
+    ).fill_null(False)
+    fields = (
+        fields.lazy()
+        .with_columns(
+            referer=pl.when(is_combined).then(referer),
+            user_agent=pl.when(is_combined).then(user_agent),
+            rest=pl.when(is_combined).then(after).otherwise(pl.col("_tail")),
+        )
+        .collect()
+    )
+
+    has_backslash = fields["_tail"].str.contains("\\", literal=True).fill_null(False)
+    if not has_backslash.any():
+        return fields
+    tail = pl.col("_tail").str.extract_groups(TAIL_RE)
+    escaped = fields.filter(has_backslash).select(
+        referer=tail.struct.field("referer"),
+        user_agent=tail.struct.field("user_agent"),
+        rest=pl.coalesce(tail.struct.field("rest"), pl.col("_tail")),
+    )
+    return overwrite_rows(fields, has_backslash, escaped)
+
+
+# The usual head, "address ident user ", which needs no regex with captures.
+_SIMPLE_HEAD_RE = rf"^{_ADDRESS} \S+ \S+ $"
+
+
+def _read_heads(matched: pl.DataFrame) -> pl.DataFrame:
+    """Add the client, user and prefix columns read from the text before the time."""
+    tokens = pl.col("head").str.split(" ")
+    client_ip, client_ip_raw = normalize_client_address(tokens.list.get(0, null_on_oob=True))
+    heads = matched.lazy().with_columns(
+        syslog_host=pl.lit(None, dtype=pl.String),
+        syslog_program=pl.lit(None, dtype=pl.String),
+        _vhost=pl.lit(None, dtype=pl.String),
+        _ident=tokens.list.get(1, null_on_oob=True),
+        user=null_if_dash(tokens.list.get(2, null_on_oob=True)),
+        client_ip=client_ip,
+        _client_ip_raw=client_ip_raw,
+        _leading_forwarded_for=pl.lit(None, dtype=pl.String),
+        _peer_ip=pl.lit(None, dtype=pl.String),
+    ).collect()
+
+    is_general = ~heads["head"].str.contains(_SIMPLE_HEAD_RE).fill_null(False)
+    if not is_general.any():
+        return heads
+    head = pl.col("head").str.extract_groups(HEAD_RE)
+    general = (
+        heads.lazy()
+        .filter(is_general)
+        .select(
+            syslog_host=head.struct.field("syslog_host"),
+            syslog_program=head.struct.field("syslog_program"),
+            _vhost=head.struct.field("vhost"),
+            _addresses=pl.coalesce(
+                head.struct.field("address1"), head.struct.field("address2"), head.struct.field("address3")
+            ),
+            _ident=pl.coalesce(head.struct.field("ident1"), head.struct.field("ident2")).str.strip_chars(),
+            user=null_if_dash(pl.coalesce(head.struct.field("user1"), head.struct.field("user2"))),
+        )
+        .with_columns(**_client_columns(pl.col("_addresses")))
+        .drop("_addresses")
+        .collect()
+    )
+    return overwrite_rows(heads, is_general, general)
+
+
+def _client_columns(addresses: pl.Expr) -> dict[str, pl.Expr]:
+    """Pick the client address out of the address field.
+
+    With a list (X-Forwarded-For written where $remote_addr is expected) the
+    client is the left-most entry, which the client itself controls. The
+    whole list is kept in forwarded_for and the proxy that connected in
+    extra.peer_ip, so rules can choose another hop.
+    """
+    parts = addresses.str.extract_groups(ADDRESS_RE)
+    quoted_list = parts.struct.field("quoted_list")
+    list_text = pl.coalesce(quoted_list, parts.struct.field("list")).str.strip_chars()
+    peer = pl.coalesce(parts.struct.field("quoted_peer"), parts.struct.field("peer"))
+    is_list = quoted_list.is_not_null() | list_text.str.contains(",", literal=True) | peer.is_not_null()
+    first = list_text.str.extract(r"^([^,]*)").str.strip_chars()
+    last = list_text.str.extract(r"([^,]*)$").str.strip_chars()
+    first_known = null_if_dash(first)
+    chosen = pl.when(is_list).then(pl.coalesce(first_known, peer)).otherwise(list_text)
+    client_ip, client_ip_raw = normalize_client_address(chosen)
+    peer_ip = pl.when(is_list).then(pl.coalesce(peer, last))
+    return {
+        "client_ip": client_ip,
+        "_client_ip_raw": client_ip_raw,
+        "_leading_forwarded_for": pl.when(is_list).then(null_if_dash(list_text)),
+        "_peer_ip": pl.when(peer_ip != chosen).then(peer_ip),
+    }
+
+
+def _vhost_columns(vhost: pl.Expr) -> dict[str, pl.Expr]:
+    parts = vhost.str.extract_groups(VHOST_RE)
+    name = parts.struct.field("name").str.strip_prefix("[").str.strip_suffix("]")
+    return {
+        "_vhost_name": pl.coalesce(name, vhost),
+        "_vhost_port": parts.struct.field("port").cast(pl.Int32, strict=False),
+    }
+
+
+def _split_trailing_fields(rest: pl.Series) -> pl.DataFrame:
+    """Split the text after the user agent into a list of fields.
+
+    Quotes are removed and escapes decoded. ``_extra_fields`` is the list as
+    written (placeholders such as "-" kept); it is null when there is none.
+    """
+    tokens = rest.str.extract_all(TRAILING_FIELD_RE)
+    unquoted = tokens.list.eval(pl.element().str.replace(r'^"(.*)"$', "$1"))
+    needs_unescape = unquoted.list.eval(pl.element().str.contains("\\", literal=True)).list.any().fill_null(False)
+    positions = needs_unescape.arg_true()
+    if positions.len() > 0:
+        # NOTE: Python runs only for trailing fields that contain a backslash.
+        decoded = [[unescape_log_text(text) for text in row] for row in unquoted.gather(positions).to_list()]
+        unquoted = unquoted.scatter(positions, pl.Series(decoded, dtype=pl.List(pl.String)))
+    return pl.DataFrame({"_trailing": unquoted}).with_columns(
+        _extra_fields=pl.when(pl.col("_trailing").list.len() > 0).then(pl.col("_trailing"))
+    )
+
+
+def _clean_named_value(value: pl.Series) -> pl.Series:
+    """Unwrap ``[value]`` and map "-" and "" to null for a named trailing field."""
+    frame = pl.DataFrame({"value": value})
+    cleaned = frame.select(null_if_dash(pl.col("value").str.replace(r"^\[(.*)\]$", "$1")))
+    return cleaned.to_series().alias(value.name)
+
+
+def _convert_trailing(value: pl.Series, column: str) -> tuple[pl.Series, pl.Series | None]:
+    """Convert a named trailing field for its column.
+
+    Returns the typed value and, for typed columns, the raw text of values
+    that did not convert, so that they can be kept in extra.
+    """
+    if column == "request_time":
+        seconds = value.cast(pl.Float64, strict=False)
+        typed = (seconds * 1000.0).alias("_named_duration_ms")
+    elif column in ("duration_ms", "bytes_received"):
+        typed = value.cast(PARSED_COLUMNS[column], strict=False).alias(f"_named_{column}")
+    else:
+        return value.alias(f"_named_{column}"), None
+    failed = value.is_not_null() & typed.is_null()
+    leftover = pl.DataFrame({"v": value, "f": failed}).select(pl.when(pl.col("f")).then(pl.col("v"))).to_series()
+    return typed, leftover.alias(f"{value.name}_unconverted")
+
+
+def _describe_rejects(events: pl.DataFrame, timezone: str) -> pl.Series:
+    """Return the reject reason of each matched line, or null for a good event."""
+    return events.select(
+        pl.when(pl.col("client_ip").is_null())
+        .then(pl.lit("line does not match the combined format: missing client address before the timestamp"))
+        .when(pl.col("ts").is_null())
+        .then(describe_time_failure(pl.col("time"), timezone, parse_clf_time))
+        .alias("reason")
+    ).to_series()
+
+
+def _describe_unmatched(line: pl.Expr) -> pl.Expr:
+    """Return why a line does not match the combined format at all."""
+    prefix = "line does not match the combined format: "
+    return (
+        pl.when(line.str.starts_with("#"))
+        .then(pl.lit("comment line"))
+        .when(line.str.strip_chars() == "")
+        .then(pl.lit("blank line"))
+        .when(line.str.contains(_NGINX_ERROR_RE))
+        .then(pl.lit("nginx error-log entry, not an access-log line"))
+        .when(line.str.contains(_APACHE_ERROR_RE))
+        .then(pl.lit("Apache error-log entry, not an access-log line"))
+        .when(~line.str.contains(_CLF_TIME_RE))
+        .then(pl.lit(prefix + "missing [dd/Mon/yyyy:HH:MM:SS zone] timestamp"))
+        .when(~line.str.contains(_CLF_TIME_RE + r'(?: [^\s"]+)? "'))
+        .then(pl.lit(prefix + "missing quoted request line after the timestamp"))
+        .when(~line.str.contains(r'" \d{1,3} '))
+        .then(pl.lit(prefix + "missing status after the request line"))
+        .when(~line.str.contains(r'" \d{1,3} (?:\d+|-)(?: |$)'))
+        .then(pl.lit(prefix + "missing response size after the status"))
+        .otherwise(pl.lit(prefix + "unexpected text after the response size"))
+    )
