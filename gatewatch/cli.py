@@ -30,7 +30,9 @@ from gatewatch.config import DEFAULT_CONFIG_NAME, Config, load_config
 from gatewatch.engine.loader import load_rules
 from gatewatch.engine.ruletest import run_rule_tests
 from gatewatch.errors import GatewatchError
+from gatewatch.notify import load_alert
 from gatewatch.notify.escape import make_visible
+from gatewatch.notify.terminal import render_alert
 from gatewatch.runner import RunLocked, TickReport, build_connector, run_lock, run_tick
 from gatewatch.store import Store
 from gatewatch.ingest import ingest_source
@@ -303,6 +305,27 @@ def alerts_list(
     except (duckdb.Error, GatewatchError) as exc:
         raise fail(str(exc).splitlines()[0]) from None
     write_rows(columns, rows, output)
+
+
+@alerts_app.command("show")
+def alerts_show(
+    alert_id: Annotated[str, typer.Argument(help="The alert id, as printed by `gatewatch alerts list` and in Slack.")],
+    config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
+) -> None:
+    """Print one alert with its evidence and the SQL that lists the events behind it."""
+    settings = read_config(config)
+    database = settings.resolve(settings.database)
+    if not database.exists():
+        raise fail(f"{database}: database not found; run `gatewatch run --once` first")
+    try:
+        with Store(database, read_only=True) as store:
+            alert = load_alert(store.con, alert_id)
+            query = store.con.execute("SELECT query FROM alerts WHERE alert_id = ?", [alert_id]).fetchone()[0]
+    except (duckdb.Error, GatewatchError) as exc:
+        raise fail(str(exc).splitlines()[0]) from None
+    out.print(render_alert(alert))
+    out.print(Text("query to reproduce (run with `gatewatch query`):", style="bold"))
+    out.print(Text(make_visible(query)))
 
 
 @app.command()

@@ -1,0 +1,146 @@
+"""The CLI as a user meets it: exit codes and one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import REPO
+
+GOOD_RULE = """\
+id: flood
+title: Flood
+severity: high
+type: aggregate
+window: 5m
+having: count(*) >= 100
+"""
+
+LOG_LINE = '192.0.2.1 - - [03/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8.5.0"\n'
+
+
+def gatewatch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "GATEWATCH_CONFIG"}
+    return subprocess.run(
+        [sys.executable, "-m", "gatewatch.cli", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def project(tmp_path: Path, rule: str = GOOD_RULE, source_path: str = "access.log") -> Path:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "rule.yaml").write_text(rule)
+    (tmp_path / "access.log").write_text(LOG_LINE)
+    (tmp_path / "gatewatch.yaml").write_text(
+        "database: gw.duckdb\n"
+        "sources:\n"
+        f"  - name: edge\n    format: combined\n    path: {source_path}\n"
+        "rules: [rules]\n"
+    )
+    return tmp_path
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_cli_malformed_config_yaml(tmp_path):
+    (tmp_path / "gatewatch.yaml").write_text("sources:\n  - name: [edge\n")
+    result = gatewatch("run", "--once", cwd=tmp_path)
+    assert result.returncode == 1
+    assert_one_line_error(result, "gatewatch.yaml:", "invalid YAML")
+
+
+def test_cli_missing_config_names_init(tmp_path):
+    result = gatewatch("run", "--once", cwd=tmp_path)
+    assert result.returncode == 1
+    assert_one_line_error(result, "config file not found", "gatewatch init")
+
+
+def test_cli_unknown_column_in_rule(tmp_path):
+    project(tmp_path, GOOD_RULE + "where: stauts = 404\n")
+    result = gatewatch("rules", "validate", cwd=tmp_path)
+    assert result.returncode == 1
+    assert_one_line_error(result, "rule.yaml:7:", "did you mean 'status'?")
+
+
+def test_cli_bad_duration_in_rule(tmp_path):
+    project(tmp_path, GOOD_RULE.replace("window: 5m", "window: 5mins"))
+    result = gatewatch("rules", "validate", cwd=tmp_path)
+    assert result.returncode == 1
+    assert_one_line_error(result, "rule.yaml:5:", "'5mins'")
+
+
+def test_cli_missing_log_path_keeps_running(tmp_path):
+    project(tmp_path, source_path="nowhere/access.log")
+    result = gatewatch("run", "--once", cwd=tmp_path)
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr
+    assert "gatewatch.yaml:5:" in result.stderr
+    assert "no file matches" in result.stderr
+
+
+def test_cli_run_once_then_query(tmp_path):
+    project(tmp_path)
+    assert gatewatch("run", "--once", cwd=tmp_path).returncode == 0
+    result = gatewatch("query", "--format", "csv", "SELECT client_ip, status FROM events", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == ["client_ip,status", "192.0.2.1,200"]
+
+
+def test_cli_query_json(tmp_path):
+    project(tmp_path)
+    gatewatch("run", "--once", cwd=tmp_path)
+    result = gatewatch("query", "-f", "json", "SELECT path FROM events", cwd=tmp_path)
+    assert result.stdout.strip().replace("\n", "").replace(" ", "") == '[{"path":"/"}]'
+
+
+def test_cli_query_is_read_only(tmp_path):
+    project(tmp_path)
+    gatewatch("run", "--once", cwd=tmp_path)
+    result = gatewatch("query", "DELETE FROM events", cwd=tmp_path)
+    assert result.returncode == 1
+    assert_one_line_error(result, "query failed")
+
+
+def test_cli_query_bad_sql(tmp_path):
+    project(tmp_path)
+    gatewatch("run", "--once", cwd=tmp_path)
+    result = gatewatch("query", "SELEC 1", cwd=tmp_path)
+    assert result.returncode == 1
+    assert_one_line_error(result, "query failed")
+
+
+def test_cli_init_writes_loadable_config(tmp_path):
+    result = gatewatch("init", cwd=tmp_path)
+    assert result.returncode == 0
+    from gatewatch.config import load_config
+
+    config = load_config(tmp_path / "gatewatch.yaml")
+    assert config.sources[0].format == "combined"
+
+
+def test_cli_init_keeps_existing_file(tmp_path):
+    (tmp_path / "gatewatch.yaml").write_text("database: x.duckdb\n")
+    result = gatewatch("init", cwd=tmp_path)
+    assert result.returncode == 1
+    assert_one_line_error(result, "file exists", "--force")
+
+
+@pytest.mark.parametrize("command", [["run"], ["ingest"], ["rules", "test"], ["query"], ["alerts", "list"], ["init"]])
+def test_cli_help_describes_options(tmp_path, command):
+    result = gatewatch(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "Usage" in result.stdout
+
+
+def test_cli_builtin_rule_tests_pass(tmp_path):
+    result = gatewatch("rules", "test", "--config", str(tmp_path / "none.yaml"), cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " 0 failed" in result.stdout
