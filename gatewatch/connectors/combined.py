@@ -45,6 +45,7 @@ PREFIX_RE = (
 
 # Referer and user agent after the response size, for text with backslashes.
 TAIL_RE = rf'^ "(?P<referer>{_QUOTED})" "(?P<user_agent>{_QUOTED})"(?P<rest>(?: .*)?)$'
+TAIL_LOOSE_RE = rf'^ "(?P<referer>{_QUOTED_LOOSE})" "(?P<user_agent>{_QUOTED_LOOSE})"(?P<rest>(?: .*)?)$'
 
 
 def _line_pattern(quoted: str) -> str:
@@ -213,7 +214,7 @@ class CombinedConnector(Connector):
             **{f"_target_{key}": value for key, value in split_target(pl.col("target"), pl.col("method")).items()},
         ).collect()
 
-        trailing = _split_trailing_fields(staged["rest"])
+        trailing = _split_trailing_fields(staged["rest"], len(self.options.trailing_fields))
         named, extra_members = self._map_trailing_fields(trailing)
         staged = staged.with_columns(named.get_columns()).lazy().with_columns(
             scheme=pl.col("_target_scheme").fill_null(pl.col("_named_scheme")),
@@ -323,7 +324,8 @@ def _split_tail(fields: pl.DataFrame) -> pl.DataFrame:
 
     ``_tail`` is the text after the response size: empty, or a space and
     the rest of the line. Without a backslash, quotes delimit the fields and
-    a literal split finds them. With one, TAIL_RE reads the escapes.
+    a literal split finds them. With one, TAIL_RE reads the escapes, and
+    TAIL_LOOSE_RE covers a raw backslash before a closing quote.
     """
     pieces = pl.col("_tail").str.splitn('"', 5)
     before, referer, between, user_agent, after = (pieces.struct.field(f"field_{i}") for i in range(5))
@@ -347,12 +349,13 @@ def _split_tail(fields: pl.DataFrame) -> pl.DataFrame:
     if not has_backslash.any():
         return fields
     tail = pl.col("_tail").str.extract_groups(TAIL_RE)
-    escaped = fields.filter(has_backslash).select(
-        referer=tail.struct.field("referer"),
-        user_agent=tail.struct.field("user_agent"),
-        rest=pl.coalesce(tail.struct.field("rest"), pl.col("_tail")),
+    loose_tail = pl.col("_tail").str.extract_groups(TAIL_LOOSE_RE)
+    escaped = fields.lazy().filter(has_backslash).select(
+        referer=pl.coalesce(tail.struct.field("referer"), loose_tail.struct.field("referer")),
+        user_agent=pl.coalesce(tail.struct.field("user_agent"), loose_tail.struct.field("user_agent")),
+        rest=pl.coalesce(tail.struct.field("rest"), loose_tail.struct.field("rest"), pl.col("_tail")),
     )
-    return overwrite_rows(fields, has_backslash, escaped)
+    return overwrite_rows(fields, has_backslash, escaped.collect())
 
 
 # The usual head, "address ident user ", which needs no regex with captures.
@@ -435,11 +438,12 @@ def _vhost_columns(vhost: pl.Expr) -> dict[str, pl.Expr]:
     }
 
 
-def _split_trailing_fields(rest: pl.Series) -> pl.DataFrame:
+def _split_trailing_fields(rest: pl.Series, named_count: int) -> pl.DataFrame:
     """Split the text after the user agent into a list of fields.
 
-    Quotes are removed and escapes decoded. ``_extra_fields`` is the list as
-    written (placeholders such as "-" kept); it is null when there is none.
+    Quotes are removed and escapes decoded. ``_trailing`` is every field and
+    ``_extra_fields`` the fields after the first ``named_count``, as written
+    (placeholders such as "-" kept), or null when there are none.
     """
     tokens = rest.str.extract_all(TRAILING_FIELD_RE)
     unquoted = tokens.list.eval(pl.element().str.replace(r'^"(.*)"$', "$1"))
@@ -449,8 +453,9 @@ def _split_trailing_fields(rest: pl.Series) -> pl.DataFrame:
         # NOTE: Python runs only for trailing fields that contain a backslash.
         decoded = [[unescape_log_text(text) for text in row] for row in unquoted.gather(positions).to_list()]
         unquoted = unquoted.scatter(positions, pl.Series(decoded, dtype=pl.List(pl.String)))
+    unnamed = pl.col("_trailing").list.slice(named_count)
     return pl.DataFrame({"_trailing": unquoted}).with_columns(
-        _extra_fields=pl.when(pl.col("_trailing").list.len() > 0).then(pl.col("_trailing"))
+        _extra_fields=pl.when(unnamed.list.len() > 0).then(unnamed)
     )
 
 
