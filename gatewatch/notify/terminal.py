@@ -16,8 +16,6 @@ from gatewatch.notify.escape import truncate_visible
 # Per-value cap, so that one huge user agent cannot flood the terminal.
 MAX_VALUE_CHARS = 500
 
-EVIDENCE_COLUMNS = ("ts", "client_ip", "user", "method", "path", "query", "status", "user_agent")
-
 SEVERITY_STYLES = {
     "low": "cyan",
     "medium": "yellow",
@@ -76,13 +74,24 @@ def render_alert(alert: Alert) -> Group:
 
     parts: list = [heading, details]
     if alert.evidence:
-        evidence = Table(title=Text(f"evidence ({len(alert.evidence)} events)"), title_justify="left")
-        for column in EVIDENCE_COLUMNS:
-            evidence.add_column(column, overflow="fold")
+        # One line per event, like an access log, so narrow terminals and
+        # cron mail keep each event on its own line.
+        parts.append(Text(f"evidence ({len(alert.evidence)} events)", style="bold"))
         for event in alert.evidence:
-            evidence.add_row(*(_plain(event.get(column, "")) for column in EVIDENCE_COLUMNS))
-        parts.append(evidence)
+            parts.append(_evidence_line(event))
     return Group(*parts)
+
+
+def _evidence_line(event: dict[str, object]) -> Text:
+    def field(name: str) -> str:
+        value = event.get(name)
+        return "-" if value is None or value == "" else truncate_visible(value, MAX_VALUE_CHARS)
+
+    target = field("path")
+    if event.get("query"):
+        target += "?" + field("query")
+    words = [field("ts"), field("client_ip"), field("user"), field("method"), target, field("status")]
+    return Text("  " + " ".join(words) + f' "{field("user_agent")}"')
 
 
 class TerminalNotifier:
