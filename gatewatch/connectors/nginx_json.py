@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import polars as pl
 from pydantic import Field, field_validator
@@ -31,11 +32,10 @@ from gatewatch.events import PARSED_COLUMNS, conform
 logger = logging.getLogger(__name__)
 
 _JSON_STRING = r'"(?:[^"\\]|\\.)*"'
-# One top-level member of a flat JSON object in the canonical form that
-# json_path_match("$") writes (polars 2.1 writes it without spaces, but
-# spaces are accepted in case that changes).
-_FLAT_MEMBER_RE = _JSON_STRING + r'\s*:\s*(?:' + _JSON_STRING + r'|[^,{}\[\]"]+)'
-_MEMBER_KEY_RE = r'^"((?:[^"\\]|\\.)*)"\s*:'
+# A value in the canonical form that json_path_match("$") writes (polars
+# 2.1): no spaces, and a repeated key kept once with its last value. In a
+# flat object every value is a string or a scalar, and a key follows "{" or ",".
+_FLAT_VALUE = r'(?:"(?:[^"\\]|\\.)*"|[^,}]*)'
 # A member with a scalar value, anywhere in a line that is not valid JSON.
 _LOOSE_MEMBER_RE = _JSON_STRING + r'\s*:\s*(?:' + _JSON_STRING + r'|-?\d[\d.eE+-]*|true|false|null)'
 # An object or array value. In the canonical form it always follows '":'.
@@ -161,22 +161,23 @@ class NginxJsonConnector(Connector):
         split = objects.lazy().with_columns(
             _known_json=pl.col("_json"),
             _extra_log=_extra_members_text(pl.col("_json"), self._consumed_keys),
+            _nested=pl.col("_json").str.contains(_NESTED_VALUE_RE).fill_null(False),
         ).collect()
-        is_nested = split["_json"].str.contains(_NESTED_VALUE_RE).fill_null(False)
+        is_nested = split["_nested"]
         if is_nested.any():
             # NOTE: objects with nested values (rare in nginx log_format
             # templates) are split in Python, one line at a time.
             split = overwrite_rows(split, is_nested, self._split_in_python(split.filter(is_nested)))
 
         dtype = pl.Struct({key: pl.String for key in self._keys})
+        decode = pl.col("_known_json").str.json_decode(dtype).alias("_known")
         try:
-            known = split.select(pl.col("_known_json").str.json_decode(dtype)).to_series()
+            return split.lazy().with_columns(decode).collect()
         except pl.exceptions.ComputeError as error:
             # The nested check above should make this impossible; stay correct anyway.
             logger.warning("bulk JSON decoding failed, decoding %d lines one by one: %s", split.height, error)
             split = split.with_columns(self._split_in_python(split).get_columns())
-            known = split.select(pl.col("_known_json").str.json_decode(dtype)).to_series()
-        return split.with_columns(known.alias("_known"))
+            return split.lazy().with_columns(decode).collect()
 
     def _split_in_python(self, objects: pl.DataFrame) -> pl.DataFrame:
         pairs = [_split_nested_object(text, self._keys, self._consumed_keys) for text in objects["_json"]]
@@ -271,7 +272,7 @@ def _read_documents(frame: pl.DataFrame) -> pl.DataFrame:
     ``_salvaged`` marks it.
     """
     text = frame["line"]
-    needs_repair = text.str.contains(_NEEDS_REPAIR_RE).fill_null(False)
+    needs_repair = frame.lazy().select(pl.col("line").str.contains(_NEEDS_REPAIR_RE).fill_null(False)).collect().to_series()
     positions = needs_repair.arg_true()
     if positions.len():
         # NOTE: Python runs once per line that contains \xHH or a control
@@ -279,14 +280,16 @@ def _read_documents(frame: pl.DataFrame) -> pl.DataFrame:
         repaired = [repair_json_text(line) for line in text.gather(positions).to_list()]
         text = text.scatter(positions, pl.Series(repaired, dtype=pl.String))
 
-    stripped = text.str.strip_chars()
-    looks_like_object = stripped.str.starts_with("{")
-    documents = frame.with_columns(
-        _text=stripped,
-        _json=pl.when(looks_like_object).then(stripped.str.json_path_match("$")),
-    ).with_columns(_json=pl.when(pl.col("_json").str.starts_with("{")).then(pl.col("_json")))
+    looks_like_object = pl.col("_text").str.starts_with("{")
+    documents = (
+        frame.lazy()
+        .with_columns(_text=text.str.strip_chars())
+        .with_columns(_json=pl.when(looks_like_object).then(pl.col("_text").str.json_path_match("$")))
+        .with_columns(_json=pl.when(pl.col("_json").str.starts_with("{")).then(pl.col("_json")))
+        .collect()
+    )
 
-    is_broken = (looks_like_object & documents["_json"].is_null()).fill_null(False)
+    is_broken = documents.select((looks_like_object & pl.col("_json").is_null()).fill_null(False)).to_series()
     documents = documents.with_columns(_salvaged=is_broken)
     if is_broken.any():
         salvaged = documents.filter(is_broken).select(_json=_salvage_members(pl.col("_text")))
@@ -313,17 +316,22 @@ def _salvage_members(text: pl.Expr) -> pl.Expr:
 
 
 def _extra_members_text(document: pl.Expr, consumed_keys: list[str]) -> pl.Expr:
-    """Return a JSON object text with the members of a flat object that no column represents."""
-    members = document.str.extract_all(_FLAT_MEMBER_RE)
-    kept = members.list.eval(
-        pl.element().filter(~pl.element().str.extract(_MEMBER_KEY_RE).is_in(consumed_keys))
+    """Return a flat canonical JSON object text without the consumed members, or null when empty.
+
+    Inside a JSON string every quote is escaped, so ',"key":' and '{"key":'
+    can only start a member. Two replacements are faster than splitting
+    each object into members.
+    """
+    names = "|".join(re.escape(key) for key in consumed_keys)
+    later_members = rf',"(?:{names})":{_FLAT_VALUE}'
+    first_member = rf'^\{{"(?:{names})":{_FLAT_VALUE},?'
+    reserved = "|".join(_RESERVED_EXTRA_KEYS)
+    remaining = (
+        document.str.replace_all(later_members, "")
+        .str.replace(first_member, "{")
+        .str.replace_all(rf'([{{,])"({reserved})":', r'$1"${2}_from_log":')
     )
-    renamed = kept.list.eval(
-        pl.element().str.replace(rf'^"({"|".join(_RESERVED_EXTRA_KEYS)})"\s*:', r'"${1}_from_log":')
-    )
-    return pl.when(renamed.list.len() > 0).then(
-        pl.concat_str([pl.lit("{"), renamed.list.join(","), pl.lit("}")])
-    )
+    return pl.when(remaining != "{}").then(remaining)
 
 
 def _scalar_text(value: object) -> str | None:
@@ -344,7 +352,7 @@ def _split_nested_object(document: str, keys: list[str], consumed_keys: list[str
             continue
         extra[f"{key}_from_log" if key in _RESERVED_EXTRA_KEYS else key] = member
     extra_text = json.dumps(extra, ensure_ascii=False, separators=(",", ":")) if extra else None
-    return json.dumps(known, ensure_ascii=False), extra_text
+    return json.dumps(known, ensure_ascii=False, separators=(",", ":")), extra_text
 
 
 def _merge_json_objects(first: pl.Expr, second: pl.Expr) -> pl.Expr:
