@@ -46,6 +46,8 @@ PREFIX_RE = (
 # Referer and user agent after the response size, for text with backslashes.
 TAIL_RE = rf'^ "(?P<referer>{_QUOTED})" "(?P<user_agent>{_QUOTED})"(?P<rest>(?: .*)?)$'
 TAIL_LOOSE_RE = rf'^ "(?P<referer>{_QUOTED_LOOSE})" "(?P<user_agent>{_QUOTED_LOOSE})"(?P<rest>(?: .*)?)$'
+# A line cut off inside the user agent (a full log buffer, a crash).
+TAIL_TRUNCATED_RE = rf'^ "(?P<referer>{_QUOTED})" "(?P<user_agent>{_QUOTED})$'
 
 
 def _line_pattern(quoted: str) -> str:
@@ -115,6 +117,7 @@ RESERVED_EXTRA_KEYS = frozenset(
         "server_port",
         "syslog_host",
         "syslog_program",
+        "truncated",
         "extra_fields",
     }
 )
@@ -240,6 +243,7 @@ class CombinedConnector(Connector):
             "server_port": pl.col("_vhost_port"),
             "syslog_host": pl.col("syslog_host"),
             "syslog_program": pl.col("syslog_program"),
+            "truncated": pl.when(pl.col("_truncated")).then(pl.lit(True)),
             **extra_members,
             "extra_fields": pl.col("_extra_fields"),
         }
@@ -316,7 +320,7 @@ def _match_lines(frame: pl.DataFrame) -> pl.DataFrame:
             break
         attempt = fields.filter(unmatched).select(pl.col("line").str.extract_groups(pattern).alias("_m")).unnest("_m")
         fields = overwrite_rows(fields, unmatched, attempt.select(list(_MATCH_COLUMNS)))
-    return fields.select("_row", "offset", "line", *_MATCH_COLUMNS)
+    return fields.select("_row", "offset", "line", *_MATCH_COLUMNS, pl.col("_truncated").fill_null(False))
 
 
 def _split_tail(fields: pl.DataFrame) -> pl.DataFrame:
@@ -325,22 +329,23 @@ def _split_tail(fields: pl.DataFrame) -> pl.DataFrame:
     ``_tail`` is the text after the response size: empty, or a space and
     the rest of the line. Without a backslash, quotes delimit the fields and
     a literal split finds them. With one, TAIL_RE reads the escapes, and
-    TAIL_LOOSE_RE covers a raw backslash before a closing quote.
+    TAIL_LOOSE_RE covers a raw backslash before a closing quote. A user
+    agent without its closing quote at the end of the line is kept and
+    ``_truncated`` marks the line.
     """
     pieces = pl.col("_tail").str.splitn('"', 5)
     before, referer, between, user_agent, after = (pieces.struct.field(f"field_{i}") for i in range(5))
-    is_combined = (
-        (before == " ")
-        & (between == " ")
-        & after.is_not_null()
-        & ((after == "") | after.str.starts_with(" "))
-    ).fill_null(False)
+    has_two_fields = (before == " ") & (between == " ")
+    is_combined = (has_two_fields & after.is_not_null() & ((after == "") | after.str.starts_with(" "))).fill_null(False)
+    is_truncated = (has_two_fields & user_agent.is_not_null() & after.is_null()).fill_null(False)
+    has_fields = is_combined | is_truncated
     fields = (
         fields.lazy()
         .with_columns(
-            referer=pl.when(is_combined).then(referer),
-            user_agent=pl.when(is_combined).then(user_agent),
-            rest=pl.when(is_combined).then(after).otherwise(pl.col("_tail")),
+            referer=pl.when(has_fields).then(referer),
+            user_agent=pl.when(has_fields).then(user_agent),
+            rest=pl.when(is_combined).then(after).when(is_truncated).then(pl.lit("")).otherwise(pl.col("_tail")),
+            _truncated=is_truncated,
         )
         .collect()
     )
@@ -348,12 +353,22 @@ def _split_tail(fields: pl.DataFrame) -> pl.DataFrame:
     has_backslash = fields["_tail"].str.contains("\\", literal=True).fill_null(False)
     if not has_backslash.any():
         return fields
-    tail = pl.col("_tail").str.extract_groups(TAIL_RE)
-    loose_tail = pl.col("_tail").str.extract_groups(TAIL_LOOSE_RE)
+    patterns = [pl.col("_tail").str.extract_groups(pattern) for pattern in (TAIL_RE, TAIL_LOOSE_RE, TAIL_TRUNCATED_RE)]
+    truncated = patterns[2]
     escaped = fields.lazy().filter(has_backslash).select(
-        referer=pl.coalesce(tail.struct.field("referer"), loose_tail.struct.field("referer")),
-        user_agent=pl.coalesce(tail.struct.field("user_agent"), loose_tail.struct.field("user_agent")),
-        rest=pl.coalesce(tail.struct.field("rest"), loose_tail.struct.field("rest"), pl.col("_tail")),
+        referer=pl.coalesce([match.struct.field("referer") for match in patterns]),
+        user_agent=pl.coalesce([match.struct.field("user_agent") for match in patterns]),
+        rest=pl.coalesce(
+            patterns[0].struct.field("rest"),
+            patterns[1].struct.field("rest"),
+            pl.when(truncated.struct.field("referer").is_not_null()).then(pl.lit("")),
+            pl.col("_tail"),
+        ),
+        _truncated=(
+            patterns[0].struct.field("rest").is_null()
+            & patterns[1].struct.field("rest").is_null()
+            & truncated.struct.field("referer").is_not_null()
+        ),
     )
     return overwrite_rows(fields, has_backslash, escaped.collect())
 
