@@ -1,10 +1,12 @@
 """The `gatewatch` command: a thin layer over the library.
 
 Exit codes:
-  0  success; also when another run holds the lock (the run does nothing)
-  1  nothing ran: invalid config, unreadable database, failed query or test
-  2  invalid command-line usage
-  3  the run finished, but a source, rule or notifier failed (see the errors)
+
+- 0: success, also when another run has the lock and this one does nothing.
+- 1: nothing ran, because of an invalid config, an unreadable database, or a
+  failed query or rule test.
+- 2: invalid command-line usage.
+- 3: the run finished, but a source, rule or notifier failed (see stderr).
 """
 
 from __future__ import annotations

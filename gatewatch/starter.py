@@ -3,7 +3,7 @@
 STARTER_CONFIG = """\
 # gatewatch configuration. Relative paths are read from this file's folder.
 
-# The DuckDB file that holds events, rejects, alerts and all run state.
+# The DuckDB file that stores events, rejects, alerts and all run state.
 database: gatewatch.duckdb
 
 # Log sources. `format` names a connector (`gatewatch` ships `combined` for

@@ -95,8 +95,8 @@ def raise_validation_error(
     location when the validated data sits below the document root.
     """
     errors = exc.errors(include_url=False)
-    # An unknown key often also causes a "missing" error for the key it was
-    # meant to be; the unknown key, with its did-you-mean, is the better report.
+    # A misspelt key also causes a "missing" error for the key it was meant
+    # to be. Report the unknown key, because it comes with a did-you-mean.
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     model_location = _document_location(document.data, prefix, tuple(first["loc"]))
     location = prefix + model_location

@@ -123,7 +123,7 @@ def slack():
         yield standin
 
 
-def test_end_to_end_alerts_every_attacker_and_no_one_else(workdir, slack):
+def test_end_to_end_alerts_only_attackers(workdir, slack):
     config = write_config(workdir, slack)
     result = run_once(config, slack)
     assert result.returncode == 0, result.stderr
@@ -133,7 +133,7 @@ def test_end_to_end_alerts_every_attacker_and_no_one_else(workdir, slack):
     assert pairs <= expected_pairs()
 
 
-def test_end_to_end_posts_each_alert_once_with_payload(workdir, slack):
+def test_end_to_end_slack_payload(workdir, slack):
     config = write_config(workdir, slack)
     run_once(config, slack)
     alerts = stored_alerts(workdir)
@@ -169,7 +169,7 @@ def test_end_to_end_second_run_is_silent(workdir, slack):
     assert len(slack.messages) == posted
 
 
-def test_end_to_end_appended_lines_alert_only_new_activity(workdir, slack):
+def test_end_to_end_appended_lines_alert_once(workdir, slack):
     config = write_config(workdir, slack)
     run_once(config, slack)
     before = {a[0] for a in stored_alerts(workdir)}
@@ -195,11 +195,11 @@ class HoldingStandin(SlackStandin):
         super().__init__(**kwargs)
         self.arrived = threading.Event()
         self.release = threading.Event()
-        self._held = False
+        self._holding_done = False
 
     def handle(self, request):
-        if request.path.endswith("chat.postMessage") and not self._held:
-            self._held = True
+        if request.path.endswith("chat.postMessage") and not self._holding_done:
+            self._holding_done = True
             self.arrived.set()
             self.release.wait(60)
         return super().handle(request)

@@ -62,8 +62,8 @@ def test_evaluator_fires_on_burst(store, tmp_path):
 
 
 def test_evaluator_sliding_window_spans_buckets(store, tmp_path):
-    # 6 events before 10:01 and 6 after: no one-minute bucket holds 10,
-    # but the 5-minute window ending 10:02 holds all 12.
+    # 6 events before 10:01 and 6 after: no one-minute bucket contains 10,
+    # but the 5-minute window ending 10:02 contains all 12.
     insert_events(store, burst("203.0.113.7", "10:00:50", 12, step_seconds=2))
     evaluate_rule(store, compiled(tmp_path), [], SETTINGS, until=at("10:10:00"))
     assert len(alerts(store)) == 1
