@@ -358,6 +358,46 @@ def test_combined_trailing_status_goes_to_extra():
     assert row["extra"]["status"] == "500"
 
 
+# Taking the client from the proxy chain.
+
+XFF_TRAILING_LINE = (
+    '10.0.0.1 - - [01/Jan/2025:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "x" "198.51.100.1, ::ffff:203.0.113.2"'
+)
+
+
+def test_combined_client_from_trusted_proxy():
+    row = parse_one(XFF_TRAILING_LINE, trailing_fields=["http_x_forwarded_for"], trusted_proxy_count=1)
+    assert row["client_ip"] == "203.0.113.2"
+    assert row["extra"]["client_ip_raw"] == "::ffff:203.0.113.2"
+    assert row["extra"]["remote_addr"] == "10.0.0.1"
+
+
+def test_combined_client_behind_two_proxies():
+    row = parse_one(XFF_TRAILING_LINE, trailing_fields=["http_x_forwarded_for"], trusted_proxy_count=2)
+    assert row["client_ip"] == "198.51.100.1"
+
+
+def test_combined_short_chain_gives_leftmost():
+    row = parse_one(XFF_TRAILING_LINE, trailing_fields=["http_x_forwarded_for"], trusted_proxy_count=5)
+    assert row["client_ip"] == "198.51.100.1"
+
+
+def test_combined_trusted_proxy_with_address_list():
+    row = parse_one(
+        '198.51.100.7, 203.0.113.54, 127.0.0.1 - - [15/May/2017:12:16:27 +0200] "GET / HTTP/1.1" 301 5 "-" "x"',
+        trusted_proxy_count=1,
+    )
+    assert row["client_ip"] == "203.0.113.54"
+    assert row["extra"]["peer_ip"] == "127.0.0.1"
+    assert "remote_addr" not in row["extra"]
+
+
+def test_combined_trusted_proxy_without_chain():
+    row = parse_one('192.0.2.10 - - [01/Jan/2025:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "x"', trusted_proxy_count=1)
+    assert row["client_ip"] == "192.0.2.10"
+    assert row["extra"] == {}
+
+
 # HTTP versions.
 
 
@@ -650,6 +690,11 @@ def test_combined_options_reject_reserved_name():
 def test_combined_options_reject_duplicate_name():
     with pytest.raises(ValidationError, match="appears twice"):
         CombinedOptions(trailing_fields=["request_time", "request_time"])
+
+
+def test_combined_options_reject_negative_proxy_count():
+    with pytest.raises(ValidationError):
+        CombinedOptions(trusted_proxy_count=-1)
 
 
 def test_combined_options_reject_unknown_key():

@@ -272,12 +272,33 @@ def test_nginx_json_fields_option_maps_keys():
             "user_agent": "curl",
         },
     )
-    assert row["extra"] == {}
+    assert row["extra"] == {"remote_addr_from_log": "10.0.0.1"}
 
 
 def test_nginx_json_fields_option_duration_in_ms():
     row = parse_one('{"time":"2026-03-02T08:15:00Z","remote_addr":"192.0.2.1","latency":"42"}', fields={"latency": "duration_ms"})
     assert row["duration_ms"] == 42.0
+
+
+XFF_LINE = '{"time":"2026-03-02T08:15:00Z","remote_addr":"10.0.0.1","http_x_forwarded_for":"198.51.100.1, 203.0.113.2"}'
+
+
+def test_nginx_json_client_from_trusted_proxy():
+    row = parse_one(XFF_LINE, trusted_proxy_count=1)
+    assert row["client_ip"] == "203.0.113.2"
+    assert row["forwarded_for"] == "198.51.100.1, 203.0.113.2"
+    assert row["extra"]["remote_addr"] == "10.0.0.1"
+
+
+def test_nginx_json_client_behind_two_proxies():
+    row = parse_one(XFF_LINE, trusted_proxy_count=2)
+    assert row["client_ip"] == "198.51.100.1"
+
+
+def test_nginx_json_client_without_forwarded_for():
+    row = parse_one('{"time":"2026-03-02T08:15:00Z","remote_addr":"10.0.0.1"}', trusted_proxy_count=1)
+    assert row["client_ip"] == "10.0.0.1"
+    assert row["extra"] == {}
 
 
 def test_nginx_json_fields_option_rejects_unknown_target():

@@ -24,8 +24,8 @@ AUTHORITY_RE = r"^(?:[^@]*@)?(?:\[(?P<ipv6>[^\]]*)\]|(?P<name>[^:]*))(?::(?P<por
 _V4_MAPPED_RE = r"(?i)^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$"
 
 
-def split_request_line(request: pl.Expr) -> dict[str, pl.Expr]:
-    """Return ``method``, ``target`` and ``http_version`` of a request line.
+def with_request_line(frame: pl.LazyFrame, request: str) -> pl.LazyFrame:
+    """Add ``method``, ``target`` and ``http_version`` split from the ``request`` column.
 
     The method is the text before the first space and must be an RFC 9110
     token. The protocol is the text after the last space, and the target is
@@ -34,18 +34,24 @@ def split_request_line(request: pl.Expr) -> dict[str, pl.Expr]:
     binary bytes, an empty request or a request without a protocol version.
     """
     # Literal splits and an end-anchored match instead of one regex with
-    # captures, which is several times slower over a whole chunk.
-    first_split = request.str.splitn(" ", 2)
-    method = first_split.struct.field("field_0")
-    remainder = first_split.struct.field("field_1")
-    version = remainder.str.extract(_HTTP_VERSION_SUFFIX_RE)
+    # captures, which is several times slower over a whole chunk. Each
+    # intermediate is stored in a column because polars recomputes a
+    # struct expression for every field read from it.
+    method = pl.col("_request_split").struct.field("field_0")
+    remainder = pl.col("_request_split").struct.field("field_1")
+    version = pl.col("_request_version")
     target = remainder.str.head(remainder.str.len_chars() - version.str.len_chars() - 1)
     is_valid = method.str.contains(_METHOD_RE) & version.is_not_null() & (target.str.len_chars() > 0)
-    return {
-        "method": pl.when(is_valid).then(method),
-        "target": pl.when(is_valid).then(target),
-        "http_version": pl.when(is_valid).then(version),
-    }
+    return (
+        frame.with_columns(_request_split=pl.col(request).str.splitn(" ", 2))
+        .with_columns(_request_version=remainder.str.extract(_HTTP_VERSION_SUFFIX_RE))
+        .with_columns(
+            method=pl.when(is_valid).then(method),
+            target=pl.when(is_valid).then(target),
+            http_version=pl.when(is_valid).then(version),
+        )
+        .drop("_request_split", "_request_version")
+    )
 
 
 def host_of_authority(authority: pl.Expr) -> pl.Expr:
@@ -55,33 +61,42 @@ def host_of_authority(authority: pl.Expr) -> pl.Expr:
     return pl.when(host != "").then(host)
 
 
-def split_target(target: pl.Expr, method: pl.Expr) -> dict[str, pl.Expr]:
-    """Return ``scheme``, ``host``, ``path`` and ``query`` of a request target.
+def with_target_parts(frame: pl.LazyFrame, target: str, method: str, prefix: str) -> pl.LazyFrame:
+    """Add the scheme, host, path and query of the ``target`` column.
 
-    An absolute-form target with an empty path has the path "/" (RFC 9110
-    section 4.2.3). A CONNECT target (authority-form) fills only ``host``.
+    The new columns are ``{prefix}scheme``, ``{prefix}host``, ``{prefix}path``,
+    ``{prefix}query`` and ``{prefix}is_absolute``. An absolute-form target
+    with an empty path has the path "/" (RFC 9110 section 4.2.3). A CONNECT
+    target (authority-form) fills only the host.
     """
-    absolute = target.str.extract_groups(_ABSOLUTE_TARGET_RE)
+    absolute = pl.col("_target_absolute")
     authority = absolute.struct.field("authority")
-    path_and_query = pl.coalesce(absolute.struct.field("rest"), target).str.splitn("?", 2)
-    path = path_and_query.struct.field("field_0")
-    query = path_and_query.struct.field("field_1")
-    is_connect = method == "CONNECT"
+    path = pl.col("_target_path_and_query").struct.field("field_0")
+    query = pl.col("_target_path_and_query").struct.field("field_1")
+    is_connect = pl.col(method) == "CONNECT"
     absolute_path = pl.when(path == "").then(pl.lit("/")).otherwise(path)
-    return {
-        "scheme": absolute.struct.field("scheme"),
-        # The when() limits the regex to CONNECT rows; the others are null.
-        "host": pl.coalesce(host_of_authority(pl.when(is_connect).then(target)), host_of_authority(authority)),
-        "path": (
-            pl.when(is_connect)
-            .then(pl.lit(None, dtype=pl.String))
-            .when(authority.is_not_null())
-            .then(absolute_path)
-            .otherwise(path)
-        ),
-        "query": pl.when(is_connect).then(pl.lit(None, dtype=pl.String)).otherwise(query),
-        "is_absolute": authority.is_not_null() | is_connect.fill_null(False),
-    }
+    no_value = pl.lit(None, dtype=pl.String)
+    return (
+        frame.with_columns(_target_absolute=pl.col(target).str.extract_groups(_ABSOLUTE_TARGET_RE))
+        .with_columns(
+            _target_path_and_query=pl.coalesce(absolute.struct.field("rest"), pl.col(target)).str.splitn("?", 2)
+        )
+        .with_columns(
+            **{
+                f"{prefix}scheme": absolute.struct.field("scheme"),
+                # The when() limits the regex to CONNECT rows; the others are null.
+                f"{prefix}host": pl.coalesce(
+                    host_of_authority(pl.when(is_connect).then(pl.col(target))), host_of_authority(authority)
+                ),
+                f"{prefix}path": (
+                    pl.when(is_connect).then(no_value).when(authority.is_not_null()).then(absolute_path).otherwise(path)
+                ),
+                f"{prefix}query": pl.when(is_connect).then(no_value).otherwise(query),
+                f"{prefix}is_absolute": authority.is_not_null() | is_connect.fill_null(False),
+            }
+        )
+        .drop("_target_absolute", "_target_path_and_query")
+    )
 
 
 def normalize_client_address(address: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
@@ -141,3 +156,18 @@ NGINX_VARIABLE_COLUMNS: dict[str, str] = {
 # and that mean something else ($uri is the normalized path, $bytes_sent
 # counts headers too), so they are also kept in ``extra``.
 NGINX_FALLBACK_VARIABLES: frozenset[str] = frozenset({"uri", "http_host", "server_name", "bytes_sent"})
+
+
+def pick_forwarded_client(chain: pl.Expr, trusted_proxy_count: int) -> pl.Expr:
+    """Return the client address from a proxy chain, or null when there is no chain.
+
+    ``chain`` is the X-Forwarded-For list with the address that connected
+    to the server appended, left to right. Each trusted proxy appends the
+    address it received the request from, so the client is the entry
+    ``trusted_proxy_count`` places before the last one. Entries left of it
+    were written by the client and can be forged. A chain shorter than that
+    (a request that bypassed a proxy) gives its left-most entry.
+    """
+    entries = chain.str.split(",").list.eval(pl.element().str.strip_chars())
+    picked = entries.list.get(-(trusted_proxy_count + 1), null_on_oob=True)
+    return null_if_dash(pl.coalesce(picked, entries.list.first()))

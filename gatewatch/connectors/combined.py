@@ -18,8 +18,9 @@ from gatewatch.connectors._http import (
     NGINX_VARIABLE_COLUMNS,
     null_if_dash,
     normalize_client_address,
-    split_request_line,
-    split_target,
+    pick_forwarded_client,
+    with_request_line,
+    with_target_parts,
 )
 from gatewatch.connectors._text import json_object, unescape_log_column, unescape_log_text
 from gatewatch.connectors._time import describe_time_failure, parse_clf_time, validate_timezone
@@ -61,8 +62,8 @@ def _line_pattern(quoted: str) -> str:
     )
 
 
-# Every variant, for lines that PREFIX_RE does not match: a syslog prefix or
-# another "[" before the time, a server name after the time.
+# Every variant, for lines that PREFIX_RE does not match: another "[" before
+# the time, a server name after the time.
 LINE_RE = _line_pattern(_QUOTED)
 LINE_LOOSE_RE = _line_pattern(_QUOTED_LOOSE)
 
@@ -76,13 +77,17 @@ _ADDRESSES = rf'"[^"]*" {_ADDRESS}|{_ADDRESS}(?:, ?[^\s",]+)+(?: {_ADDRESS})?|{_
 # only when at least two fields ($remote_logname, $remote_user) follow the
 # address, so "addr ident user" is never read as "vhost addr user".
 HEAD_RE = (
-    r"^(?:<\d{1,3}>)?"
-    r"(?:(?:[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}|\d{4}-\d{2}-\d{2}T\S+)"
-    r" (?P<syslog_host>\S+) (?P<syslog_program>[^\s:\[]+)(?:\[\d+\])?: )?"
-    rf"(?:(?P<vhost>{_ADDRESS}) (?P<address1>{_ADDRESSES}) (?P<ident1>(?:\S+ ){{1,2}})(?P<user1>\S+)"
+    rf"^(?:(?P<vhost>{_ADDRESS}) (?P<address1>{_ADDRESSES}) (?P<ident1>(?:\S+ ){{1,2}})(?P<user1>\S+)"
     rf"|(?P<address2>{_ADDRESSES}) (?P<ident2>(?:\S+ ){{0,2}})(?P<user2>\S+)"
     rf"|(?P<address3>{_ADDRESSES}))?"
     r" ?$"
+)
+
+# A syslog header before the access-log line: an optional <PRI>, an RFC 3164
+# or ISO 8601 time, the host and the program with an optional [pid].
+SYSLOG_PREFIX_RE = (
+    r"^(?:<\d{1,3}>)?(?:[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}|\d{4}-\d{2}-\d{2}T\S+)"
+    r" (?P<syslog_host>\S+) (?P<syslog_program>[^\s:\[]+)(?:\[\d+\])?: "
 )
 
 ADDRESS_RE = r'^(?:"(?P<quoted_list>[^"]*)" (?P<quoted_peer>\S+)|(?P<list>[^\s,]+(?:, ?[^\s,]+)*)(?: (?P<peer>\S+))?)$'
@@ -110,6 +115,7 @@ RESERVED_EXTRA_KEYS = frozenset(
         "request_raw",
         "request_target",
         "client_ip_raw",
+        "remote_addr",
         "peer_ip",
         "remote_addr_list",
         "ident",
@@ -136,6 +142,10 @@ class CombinedOptions(ConnectorOptions):
     # names (request_time, http_x_forwarded_for, ...) or normalized column
     # names. Unnamed and unknown fields go into extra.
     trailing_fields: list[str] = Field(default_factory=list)
+    # Number of proxies in front of the server that append to
+    # X-Forwarded-For. Above 0, client_ip is taken from the forwarded chain
+    # and the connecting address moves to extra.remote_addr.
+    trusted_proxy_count: int = Field(default=0, ge=0)
 
     @field_validator("timezone")
     @classmethod
@@ -179,7 +189,7 @@ class CombinedConnector(Connector):
         matched = fields.filter(pl.col("time").is_not_null())
         unmatched = fields.filter(pl.col("time").is_null()).select("_row", "offset", "line")
 
-        for column in ("request", "referer", "user_agent"):
+        for column in ("referer", "user_agent"):
             matched = matched.with_columns(unescape_log_column(matched[column]).alias(f"{column}_text"))
 
         events = self._build_events(matched)
@@ -209,13 +219,15 @@ class CombinedConnector(Connector):
             bytes_sent=pl.col("bytes").cast(pl.Int64, strict=False),
             referer=null_if_dash(pl.col("referer_text")),
             user_agent=null_if_dash(pl.col("user_agent_text")),
-            **split_request_line(pl.col("request_text")),
         )
-        staged = staged.with_columns(**_vhost_columns(pl.coalesce(pl.col("_vhost"), pl.col("server"))))
-        staged = staged.with_columns(
-            malformed=pl.col("method").is_null(),
-            **{f"_target_{key}": value for key, value in split_target(pl.col("target"), pl.col("method")).items()},
-        ).collect()
+        # The request line is split before escapes are decoded: the method and
+        # protocol never contain escapes, and a binary request, the usual kind
+        # with escapes, is malformed anyway and kept as written.
+        staged = with_request_line(staged, "request")
+        staged = staged.with_columns(**_vhost_columns(pl.coalesce(pl.col("_vhost"), pl.col("server")))).collect()
+        staged = staged.with_columns(unescape_log_column(staged["target"]))
+        staged = with_target_parts(staged.lazy(), "target", "method", "_target_")
+        staged = staged.with_columns(malformed=pl.col("method").is_null()).collect()
 
         trailing = _split_trailing_fields(staged["rest"], len(self.options.trailing_fields))
         named, extra_members = self._map_trailing_fields(trailing)
@@ -228,12 +240,19 @@ class CombinedConnector(Connector):
             bytes_received=pl.col("_named_bytes_received"),
             duration_ms=pl.col("_named_duration_ms"),
             request_id=pl.col("_named_request_id"),
+            _remote_addr=pl.col("client_ip"),
         )
+        if self.options.trusted_proxy_count:
+            staged = staged.with_columns(**self._forwarded_client_columns())
 
         extra_members = {
             "request_raw": pl.when(pl.col("malformed")).then(pl.col("request")),
             "request_target": pl.when(pl.col("_target_is_absolute")).then(pl.col("target")),
             "client_ip_raw": pl.col("_client_ip_raw"),
+            # With a list in the address position, peer_ip already names the proxy.
+            "remote_addr": pl.when(
+                pl.col("_leading_forwarded_for").is_null() & (pl.col("_remote_addr") != pl.col("client_ip"))
+            ).then(pl.col("_remote_addr")),
             "peer_ip": pl.col("_peer_ip"),
             "remote_addr_list": pl.when(
                 pl.col("_named_forwarded_for").is_not_null() & pl.col("_leading_forwarded_for").is_not_null()
@@ -247,7 +266,32 @@ class CombinedConnector(Connector):
             **extra_members,
             "extra_fields": pl.col("_extra_fields"),
         }
-        return staged.with_columns(extra=json_object(extra_members)).collect()
+        staged = staged.collect()
+        # Most lines have no extra member, so the JSON is built only for the
+        # lines that have one.
+        has_extra = staged.select(pl.any_horizontal(member.is_not_null() for member in extra_members.values()))
+        has_extra = has_extra.to_series().fill_null(False)
+        extra = staged.lazy().filter(has_extra).select(extra=json_object(extra_members)).collect()
+        return overwrite_rows(staged, has_extra, extra)
+
+    def _forwarded_client_columns(self) -> dict[str, pl.Expr]:
+        """Return client_ip and _client_ip_raw taken from the proxy chain."""
+        # A list in the address position already ends with the connecting
+        # proxy. A trailing X-Forwarded-For field does not, so the
+        # connecting address is appended.
+        leading_chain = pl.when(pl.col("_separate_peer").is_not_null()).then(
+            pl.concat_str([pl.col("_leading_forwarded_for"), pl.col("_separate_peer")], separator=", ")
+        ).otherwise(pl.col("_leading_forwarded_for"))
+        chain = pl.coalesce(
+            pl.concat_str([pl.col("_named_forwarded_for"), pl.col("_remote_addr")], separator=", "),
+            leading_chain,
+        )
+        picked = pick_forwarded_client(chain, self.options.trusted_proxy_count)
+        client_ip, client_ip_raw = normalize_client_address(picked)
+        return {
+            "client_ip": pl.coalesce(client_ip, pl.col("client_ip")),
+            "_client_ip_raw": pl.when(client_ip.is_not_null()).then(client_ip_raw).otherwise(pl.col("_client_ip_raw")),
+        }
 
     def _map_trailing_fields(self, trailing: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
         """Assign the named trailing fields to columns or extra members."""
@@ -287,6 +331,8 @@ class CombinedConnector(Connector):
 
 
 _MATCH_COLUMNS = {
+    "syslog_host": pl.String,
+    "syslog_program": pl.String,
     "head": pl.String,
     "time": pl.String,
     "server": pl.String,
@@ -305,11 +351,22 @@ def _match_lines(frame: pl.DataFrame) -> pl.DataFrame:
     Adds the fields of ``_MATCH_COLUMNS``. Lines that match no pattern keep
     null fields.
     """
+    # The syslog header is cut off first, so that the usual patterns apply
+    # to the access-log line after it.
+    fields = frame.lazy().with_columns(_body=pl.col("line").str.replace(SYSLOG_PREFIX_RE, "")).collect()
+    has_syslog = (fields["_body"].str.len_bytes() != fields["line"].str.len_bytes()).fill_null(False)
+    fields = fields.with_columns(
+        syslog_host=pl.lit(None, dtype=pl.String), syslog_program=pl.lit(None, dtype=pl.String)
+    )
+    if has_syslog.any():
+        syslog = fields.filter(has_syslog).select(pl.col("line").str.extract_groups(SYSLOG_PREFIX_RE)).unnest("line")
+        fields = overwrite_rows(fields, has_syslog, syslog)
+
     fields = (
-        frame.lazy()
-        .with_columns(pl.col("line").str.extract_groups(PREFIX_RE).alias("_m"))
+        fields.lazy()
+        .with_columns(pl.col("_body").str.extract_groups(PREFIX_RE).alias("_m"))
         .unnest("_m")
-        .with_columns(_tail=pl.col("line").str.slice(pl.col("prefix").str.len_chars()))
+        .with_columns(_tail=pl.col("_body").str.slice(pl.col("prefix").str.len_chars()))
         .collect()
     )
     fields = _split_tail(fields).with_columns(server=pl.lit(None, dtype=pl.String))
@@ -318,8 +375,8 @@ def _match_lines(frame: pl.DataFrame) -> pl.DataFrame:
         unmatched = fields["time"].is_null()
         if not unmatched.any():
             break
-        attempt = fields.filter(unmatched).select(pl.col("line").str.extract_groups(pattern).alias("_m")).unnest("_m")
-        fields = overwrite_rows(fields, unmatched, attempt.select(list(_MATCH_COLUMNS)))
+        attempt = fields.filter(unmatched).select(pl.col("_body").str.extract_groups(pattern).alias("_m")).unnest("_m")
+        fields = overwrite_rows(fields, unmatched, attempt.select(list(_MATCH_COLUMNS)[2:]))
     return fields.select("_row", "offset", "line", *_MATCH_COLUMNS, pl.col("_truncated").fill_null(False))
 
 
@@ -333,7 +390,9 @@ def _split_tail(fields: pl.DataFrame) -> pl.DataFrame:
     agent without its closing quote at the end of the line is kept and
     ``_truncated`` marks the line.
     """
-    pieces = pl.col("_tail").str.splitn('"', 5)
+    # The split is stored in a column because polars recomputes a struct
+    # expression for every field read from it.
+    pieces = pl.col("_tail_pieces")
     before, referer, between, user_agent, after = (pieces.struct.field(f"field_{i}") for i in range(5))
     has_two_fields = (before == " ") & (between == " ")
     is_combined = (has_two_fields & after.is_not_null() & ((after == "") | after.str.starts_with(" "))).fill_null(False)
@@ -341,12 +400,14 @@ def _split_tail(fields: pl.DataFrame) -> pl.DataFrame:
     has_fields = is_combined | is_truncated
     fields = (
         fields.lazy()
+        .with_columns(_tail_pieces=pl.col("_tail").str.splitn('"', 5))
         .with_columns(
             referer=pl.when(has_fields).then(referer),
             user_agent=pl.when(has_fields).then(user_agent),
             rest=pl.when(is_combined).then(after).when(is_truncated).then(pl.lit("")).otherwise(pl.col("_tail")),
             _truncated=is_truncated,
         )
+        .drop("_tail_pieces")
         .collect()
     )
 
@@ -379,11 +440,11 @@ _SIMPLE_HEAD_RE = rf"^{_ADDRESS} \S+ \S+ $"
 
 def _read_heads(matched: pl.DataFrame) -> pl.DataFrame:
     """Add the client, user and prefix columns read from the text before the time."""
-    tokens = pl.col("head").str.split(" ")
+    # Split results are stored in columns because polars recomputes a
+    # split expression for every element or field read from it.
+    tokens = pl.col("_head_tokens")
     client_ip, client_ip_raw = normalize_client_address(tokens.list.get(0, null_on_oob=True))
-    heads = matched.lazy().with_columns(
-        syslog_host=pl.lit(None, dtype=pl.String),
-        syslog_program=pl.lit(None, dtype=pl.String),
+    heads = matched.lazy().with_columns(_head_tokens=pl.col("head").str.split(" ")).with_columns(
         _vhost=pl.lit(None, dtype=pl.String),
         _ident=tokens.list.get(1, null_on_oob=True),
         user=null_if_dash(tokens.list.get(2, null_on_oob=True)),
@@ -391,18 +452,18 @@ def _read_heads(matched: pl.DataFrame) -> pl.DataFrame:
         _client_ip_raw=client_ip_raw,
         _leading_forwarded_for=pl.lit(None, dtype=pl.String),
         _peer_ip=pl.lit(None, dtype=pl.String),
-    ).collect()
+        _separate_peer=pl.lit(None, dtype=pl.String),
+    ).drop("_head_tokens").collect()
 
     is_general = ~heads["head"].str.contains(_SIMPLE_HEAD_RE).fill_null(False)
     if not is_general.any():
         return heads
-    head = pl.col("head").str.extract_groups(HEAD_RE)
+    head = pl.col("_head_parts")
     general = (
         heads.lazy()
         .filter(is_general)
+        .with_columns(_head_parts=pl.col("head").str.extract_groups(HEAD_RE))
         .select(
-            syslog_host=head.struct.field("syslog_host"),
-            syslog_program=head.struct.field("syslog_program"),
             _vhost=head.struct.field("vhost"),
             _addresses=pl.coalesce(
                 head.struct.field("address1"), head.struct.field("address2"), head.struct.field("address3")
@@ -441,6 +502,7 @@ def _client_columns(addresses: pl.Expr) -> dict[str, pl.Expr]:
         "_client_ip_raw": client_ip_raw,
         "_leading_forwarded_for": pl.when(is_list).then(null_if_dash(list_text)),
         "_peer_ip": pl.when(peer_ip != chosen).then(peer_ip),
+        "_separate_peer": peer,
     }
 
 

@@ -21,8 +21,9 @@ from gatewatch.connectors._http import (
     NGINX_VARIABLE_COLUMNS,
     normalize_client_address,
     null_if_dash,
-    split_request_line,
-    split_target,
+    pick_forwarded_client,
+    with_request_line,
+    with_target_parts,
 )
 from gatewatch.connectors._text import json_object, repair_json_text
 from gatewatch.connectors._time import describe_time_failure, parse_any_time, validate_timezone
@@ -49,7 +50,7 @@ _ROLES = frozenset(PARSED_COLUMNS) - {"extra", "malformed"} | {"request", "reque
 
 # Keys this connector writes into extra itself. A log key with one of these
 # names is stored as "<name>_from_log" instead.
-_RESERVED_EXTRA_KEYS = ("request_raw", "request_target", "client_ip_raw", "invalid_json")
+_RESERVED_EXTRA_KEYS = ("request_raw", "request_target", "client_ip_raw", "remote_addr", "invalid_json")
 
 _TYPED_ROLES = {
     "status": pl.Int32,
@@ -68,6 +69,10 @@ class NginxJsonOptions(ConnectorOptions):
     # normalized column name (client_ip, duration_ms, ...). A mapped key takes
     # precedence over the built-in names for the same column.
     fields: dict[str, str] = Field(default_factory=dict)
+    # Number of proxies in front of the server that append to
+    # X-Forwarded-For. Above 0, client_ip is taken from the forwarded chain
+    # and the connecting address moves to extra.remote_addr.
+    trusted_proxy_count: int = Field(default=0, ge=0)
 
     @field_validator("timezone")
     @classmethod
@@ -102,12 +107,19 @@ class NginxJsonConnector(Connector):
         super().__init__(options)
         self._role_keys = self._build_role_keys()
         self._keys = sorted({key for keys in self._role_keys.values() for key in keys})
-        # Keys whose value is fully represented by a column, so they leave extra.
+        # Keys whose value is fully represented by a column, so they leave
+        # extra. When the fields option maps a key to a column, the built-in
+        # keys for that column become fallbacks and stay in extra too.
+        mapped_roles = {NGINX_VARIABLE_COLUMNS.get(target, target) for target in self.options.fields.values()}
         self._consumed_keys = sorted(
             key
             for key in self._keys
-            if key in self.options.fields or key not in NGINX_FALLBACK_VARIABLES
+            if key in self.options.fields
+            or (key not in NGINX_FALLBACK_VARIABLES and self._role_of(key) not in mapped_roles)
         )
+
+    def _role_of(self, key: str) -> str:
+        return NGINX_VARIABLE_COLUMNS.get(key, key)
 
     def _build_role_keys(self) -> dict[str, list[str]]:
         """Return, per role, the JSON keys that fill it, most preferred first."""
@@ -199,10 +211,9 @@ class NginxJsonConnector(Connector):
         timezone = self.options.timezone
         value = self._role_value
         request = value("request")
-        staged = split.lazy().with_columns(
-            _time_text=value("ts"),
-            _request=request,
-            **{f"_request_{key}": part for key, part in split_request_line(request).items()},
+        staged = split.lazy().with_columns(_time_text=value("ts"), _request=request)
+        staged = with_request_line(staged, "_request").rename(
+            {"method": "_request_method", "target": "_request_target", "http_version": "_request_http_version"}
         )
         client_ip, client_ip_raw = normalize_client_address(null_if_dash(value("client_ip")))
         staged = staged.with_columns(
@@ -214,13 +225,12 @@ class NginxJsonConnector(Connector):
             http_version=pl.coalesce(pl.col("_request_http_version"), null_if_dash(value("http_version"))),
             malformed=pl.col("_request").is_not_null() & pl.col("_request_method").is_null(),
         )
-        target = split_target(pl.col("_target"), pl.col("method"))
+        staged = with_target_parts(staged, "_target", "method", "_target_")
         columns: dict[str, pl.Expr] = {
-            "scheme": pl.coalesce(null_if_dash(value("scheme")), target["scheme"]),
-            "host": pl.coalesce(null_if_dash(value("host")), target["host"]),
-            "path": pl.coalesce(target["path"], null_if_dash(value("path"))),
-            "query": pl.coalesce(target["query"], null_if_dash(value("query"))),
-            "_target_is_absolute": target["is_absolute"],
+            "scheme": pl.coalesce(null_if_dash(value("scheme")), pl.col("_target_scheme")),
+            "host": pl.coalesce(null_if_dash(value("host")), pl.col("_target_host")),
+            "path": pl.coalesce(pl.col("_target_path"), null_if_dash(value("path"))),
+            "query": pl.coalesce(pl.col("_target_query"), null_if_dash(value("query"))),
         }
         for column in ("forwarded_for", "user_agent", "referer", "user", "request_id", "credential_id",
                        "country", "waf_action", "waf_rule_id", "waf_message", "attack_class"):
@@ -241,12 +251,23 @@ class NginxJsonConnector(Connector):
             pl.coalesce(duration_ms, request_time)
         )
         staged = staged.with_columns(**columns)
+        if self.options.trusted_proxy_count:
+            chain = pl.concat_str([pl.col("forwarded_for"), pl.col("client_ip")], separator=", ")
+            picked, picked_raw = normalize_client_address(pick_forwarded_client(chain, self.options.trusted_proxy_count))
+            staged = staged.with_columns(
+                client_ip=pl.coalesce(picked, pl.col("client_ip")),
+                _client_ip_raw=pl.when(picked.is_not_null()).then(picked_raw).otherwise(pl.col("_client_ip_raw")),
+                _remote_addr=pl.when(picked.is_not_null() & (picked != pl.col("client_ip"))).then(pl.col("client_ip")),
+            )
+        else:
+            staged = staged.with_columns(_remote_addr=pl.lit(None, dtype=pl.String))
 
         own_extra = json_object(
             {
                 "request_raw": pl.when(pl.col("malformed")).then(pl.col("_request")),
                 "request_target": pl.when(pl.col("_target_is_absolute")).then(pl.col("_target")),
                 "client_ip_raw": pl.col("_client_ip_raw"),
+                "remote_addr": pl.col("_remote_addr"),
                 **invalid,
                 "invalid_json": pl.when(pl.col("_salvaged")).then(pl.lit(True)),
             }
