@@ -30,8 +30,9 @@ from gatewatch.events import PARSED_COLUMNS, conform
 # A quoted field: Apache escapes " and \ with a backslash, nginx writes \x22
 # and \x5C, so a backslash always starts a two-character escape.
 _QUOTED = r'[^"\\]*(?:\\.[^"\\]*)*'
-# Second try for lines where a raw backslash ends a field (nginx before 1.1.6
-# did not escape it): quotes delimit fields and backslashes are plain text.
+# Second try for lines where a raw backslash ends a field (written by a log
+# format or server that does not escape backslashes): quotes delimit fields
+# and backslashes are plain text.
 _QUOTED_LOOSE = r'[^"]*'
 _TIME = r"\d{2}/[A-Za-z]{3}/\d{4}:\d{2}:\d{2}:\d{2}[^\]]{0,16}"
 
@@ -230,7 +231,7 @@ class CombinedConnector(Connector):
         staged = staged.with_columns(malformed=pl.col("method").is_null()).collect()
 
         trailing = _split_trailing_fields(staged["rest"], len(self.options.trailing_fields))
-        named, extra_members = self._map_trailing_fields(trailing)
+        named, named_extra = self._map_trailing_fields(trailing)
         staged = staged.with_columns(named.get_columns()).lazy().with_columns(
             scheme=pl.col("_target_scheme").fill_null(pl.col("_named_scheme")),
             host=pl.coalesce(pl.col("_named_host"), pl.col("_vhost_name"), pl.col("_target_host")),
@@ -244,35 +245,7 @@ class CombinedConnector(Connector):
         )
         if self.options.trusted_proxy_count:
             staged = staged.with_columns(**self._forwarded_client_columns())
-
-        extra_members = {
-            "request_raw": pl.when(pl.col("malformed")).then(pl.col("request")),
-            "request_target": pl.when(pl.col("_target_is_absolute")).then(pl.col("target")),
-            "client_ip_raw": pl.col("_client_ip_raw"),
-            # With a list in the address position, peer_ip already names the proxy.
-            "remote_addr": pl.when(
-                pl.col("_leading_forwarded_for").is_null() & (pl.col("_remote_addr") != pl.col("client_ip"))
-            ).then(pl.col("_remote_addr")),
-            "peer_ip": pl.col("_peer_ip"),
-            "remote_addr_list": pl.when(
-                pl.col("_named_forwarded_for").is_not_null() & pl.col("_leading_forwarded_for").is_not_null()
-            ).then(pl.col("_leading_forwarded_for")),
-            "ident": pl.when(pl.col("_ident").str.replace_all(r"[\s-]", "") != "").then(pl.col("_ident")),
-            "vhost": pl.when(pl.col("_vhost_name") != pl.col("host")).then(pl.col("_vhost_name")),
-            "server_port": pl.col("_vhost_port"),
-            "syslog_host": pl.col("syslog_host"),
-            "syslog_program": pl.col("syslog_program"),
-            "truncated": pl.when(pl.col("_truncated")).then(pl.lit(True)),
-            **extra_members,
-            "extra_fields": pl.col("_extra_fields"),
-        }
-        staged = staged.collect()
-        # Most lines have no extra member, so the JSON is built only for the
-        # lines that have one.
-        has_extra = staged.select(pl.any_horizontal(member.is_not_null() for member in extra_members.values()))
-        has_extra = has_extra.to_series().fill_null(False)
-        extra = staged.lazy().filter(has_extra).select(extra=json_object(extra_members)).collect()
-        return overwrite_rows(staged, has_extra, extra)
+        return _with_extra(staged.collect(), _extra_members(named_extra))
 
     def _forwarded_client_columns(self) -> dict[str, pl.Expr]:
         """Return client_ip and _client_ip_raw taken from the proxy chain."""
@@ -328,6 +301,41 @@ class CombinedConnector(Connector):
 
         columns["_extra_fields"] = trailing["_extra_fields"]
         return pl.DataFrame(list(columns.values())), extra_members
+
+
+def _extra_members(named_extra: dict[str, pl.Expr]) -> dict[str, pl.Expr]:
+    """Return the extra members of an event, each null when it does not apply."""
+    return {
+        "request_raw": pl.when(pl.col("malformed")).then(pl.col("request")),
+        "request_target": pl.when(pl.col("_target_is_absolute")).then(pl.col("target")),
+        "client_ip_raw": pl.col("_client_ip_raw"),
+        # With a list in the address position, peer_ip already names the proxy.
+        "remote_addr": pl.when(
+            pl.col("_leading_forwarded_for").is_null() & (pl.col("_remote_addr") != pl.col("client_ip"))
+        ).then(pl.col("_remote_addr")),
+        "peer_ip": pl.col("_peer_ip"),
+        "remote_addr_list": pl.when(
+            pl.col("_named_forwarded_for").is_not_null() & pl.col("_leading_forwarded_for").is_not_null()
+        ).then(pl.col("_leading_forwarded_for")),
+        "ident": pl.when(pl.col("_ident").str.replace_all(r"[\s-]", "") != "").then(pl.col("_ident")),
+        "vhost": pl.when(pl.col("_vhost_name") != pl.col("host")).then(pl.col("_vhost_name")),
+        "server_port": pl.col("_vhost_port"),
+        "syslog_host": pl.col("syslog_host"),
+        "syslog_program": pl.col("syslog_program"),
+        "truncated": pl.when(pl.col("_truncated")).then(pl.lit(True)),
+        **named_extra,
+        "extra_fields": pl.col("_extra_fields"),
+    }
+
+
+def _with_extra(staged: pl.DataFrame, members: dict[str, pl.Expr]) -> pl.DataFrame:
+    """Add the ``extra`` JSON column built from ``members``."""
+    # Most lines have no extra member, so the JSON is built only for the
+    # lines that have one.
+    has_extra = staged.select(pl.any_horizontal(member.is_not_null() for member in members.values()))
+    has_extra = has_extra.to_series().fill_null(False)
+    extra = staged.lazy().filter(has_extra).select(extra=json_object(members)).collect()
+    return overwrite_rows(staged, has_extra, extra)
 
 
 _MATCH_COLUMNS = {

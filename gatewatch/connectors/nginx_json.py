@@ -52,14 +52,9 @@ _ROLES = frozenset(PARSED_COLUMNS) - {"extra", "malformed"} | {"request", "reque
 # names is stored as "<name>_from_log" instead.
 _RESERVED_EXTRA_KEYS = ("request_raw", "request_target", "client_ip_raw", "remote_addr", "invalid_json")
 
-_TYPED_ROLES = {
-    "status": pl.Int32,
-    "bytes_sent": pl.Int64,
-    "bytes_received": pl.Int64,
-    "duration_ms": pl.Float64,
-    "request_time": pl.Float64,
-    "asn": pl.Int64,
-}
+# Integer columns whose source text is cast; a value that does not convert
+# is kept in extra as "<column>_invalid".
+_INTEGER_COLUMNS = ("status", "bytes_sent", "bytes_received", "asn")
 
 
 class NginxJsonOptions(ConnectorOptions):
@@ -226,30 +221,7 @@ class NginxJsonConnector(Connector):
             malformed=pl.col("_request").is_not_null() & pl.col("_request_method").is_null(),
         )
         staged = with_target_parts(staged, "_target", "method", "_target_")
-        columns: dict[str, pl.Expr] = {
-            "scheme": pl.coalesce(null_if_dash(value("scheme")), pl.col("_target_scheme")),
-            "host": pl.coalesce(null_if_dash(value("host")), pl.col("_target_host")),
-            "path": pl.coalesce(pl.col("_target_path"), null_if_dash(value("path"))),
-            "query": pl.coalesce(pl.col("_target_query"), null_if_dash(value("query"))),
-        }
-        for column in ("forwarded_for", "user_agent", "referer", "user", "request_id", "credential_id",
-                       "country", "waf_action", "waf_rule_id", "waf_message", "attack_class"):
-            columns[column] = null_if_dash(value(column))
-
-        invalid: dict[str, pl.Expr] = {}
-        for column in ("status", "bytes_sent", "bytes_received", "asn"):
-            raw = null_if_dash(value(column))
-            columns[column] = raw.cast(_TYPED_ROLES[column], strict=False)
-            invalid[f"{column}_invalid"] = pl.when(columns[column].is_null()).then(raw)
-        duration_ms = null_if_dash(value("duration_ms"))
-        request_time = null_if_dash(value("request_time"))
-        columns["duration_ms"] = pl.coalesce(
-            duration_ms.cast(pl.Float64, strict=False),
-            request_time.cast(pl.Float64, strict=False) * 1000.0,
-        )
-        invalid["duration_ms_invalid"] = pl.when(columns["duration_ms"].is_null()).then(
-            pl.coalesce(duration_ms, request_time)
-        )
+        columns, invalid = self._value_columns()
         staged = staged.with_columns(**columns)
         if self.options.trusted_proxy_count:
             chain = pl.concat_str([pl.col("forwarded_for"), pl.col("client_ip")], separator=", ")
@@ -274,6 +246,35 @@ class NginxJsonConnector(Connector):
         )
         staged = staged.with_columns(extra=_merge_json_objects(own_extra, pl.col("_extra_log")))
         return staged.collect()
+
+    def _value_columns(self) -> tuple[dict[str, pl.Expr], dict[str, pl.Expr]]:
+        """Return the columns read from one key each, and the extra members for values that did not convert."""
+        value = self._role_value
+        columns: dict[str, pl.Expr] = {
+            "scheme": pl.coalesce(null_if_dash(value("scheme")), pl.col("_target_scheme")),
+            "host": pl.coalesce(null_if_dash(value("host")), pl.col("_target_host")),
+            "path": pl.coalesce(pl.col("_target_path"), null_if_dash(value("path"))),
+            "query": pl.coalesce(pl.col("_target_query"), null_if_dash(value("query"))),
+        }
+        for column in ("forwarded_for", "user_agent", "referer", "user", "request_id", "credential_id",
+                       "country", "waf_action", "waf_rule_id", "waf_message", "attack_class"):
+            columns[column] = null_if_dash(value(column))
+
+        invalid: dict[str, pl.Expr] = {}
+        for column in _INTEGER_COLUMNS:
+            raw = null_if_dash(value(column))
+            columns[column] = raw.cast(PARSED_COLUMNS[column], strict=False)
+            invalid[f"{column}_invalid"] = pl.when(columns[column].is_null()).then(raw)
+        duration_ms = null_if_dash(value("duration_ms"))
+        request_time = null_if_dash(value("request_time"))
+        columns["duration_ms"] = pl.coalesce(
+            duration_ms.cast(pl.Float64, strict=False),
+            request_time.cast(pl.Float64, strict=False) * 1000.0,
+        )
+        invalid["duration_ms_invalid"] = pl.when(columns["duration_ms"].is_null()).then(
+            pl.coalesce(duration_ms, request_time)
+        )
+        return columns, invalid
 
     def _describe_time_failure(self) -> pl.Expr:
         keys = ", ".join(self._role_keys.get("ts", []))
