@@ -14,8 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -74,6 +75,11 @@ class OutputFormat(str, Enum):
     json = "json"
 
 
+def first_line(error: Exception) -> str:
+    lines = str(error).splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def fail(error: GatewatchError | str) -> typer.Exit:
     """Print one error line on stderr and return the exit to raise."""
     err.print(Text(f"error: {error}"))
@@ -87,6 +93,21 @@ def read_config(path: Path) -> Config:
         if not path.exists():
             raise fail(f"{path}: config file not found; create one with `gatewatch init {path}`") from None
         raise fail(exc) from None
+
+
+@contextmanager
+def read_only_store(config: Path) -> Iterator[Store]:
+    """Open the config's database read-only, or exit with one error line."""
+    settings = read_config(config)
+    database = settings.resolve(settings.database)
+    if not database.exists():
+        raise fail(f"{database}: database not found; run `gatewatch run --once` first")
+    try:
+        store = Store(database, read_only=True)
+    except GatewatchError as exc:
+        raise fail(exc) from None
+    with store:
+        yield store
 
 
 def print_errors(errors: list[GatewatchError]) -> None:
@@ -238,19 +259,13 @@ def query(
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table, csv or json.")] = OutputFormat.table,
 ) -> None:
     """Run a read-only SQL query over the database (tables: events, rejects, alerts, outbox)."""
-    settings = read_config(config)
-    database = settings.resolve(settings.database)
-    if not database.exists():
-        raise fail(f"{database}: database not found; run `gatewatch run --once` first")
-    try:
-        with Store(database, read_only=True) as store:
+    with read_only_store(config) as store:
+        try:
             cursor = store.con.execute(sql)
             columns = [d[0] for d in cursor.description] if cursor.description else []
             rows = cursor.fetchall() if columns else []
-    except duckdb.Error as exc:
-        raise fail(f"query failed: {str(exc).splitlines()[0]}") from None
-    except GatewatchError as exc:
-        raise fail(exc) from None
+        except duckdb.Error as exc:
+            raise fail(f"query failed: {first_line(exc)}") from None
     write_rows(columns, rows, output)
 
 
@@ -289,23 +304,19 @@ def alerts_list(
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table, csv or json.")] = OutputFormat.table,
 ) -> None:
     """List stored alerts with their delivery state."""
-    settings = read_config(config)
-    database = settings.resolve(settings.database)
-    if not database.exists():
-        raise fail(f"{database}: database not found; run `gatewatch run --once` first")
     sql = (
         "SELECT a.alert_id, a.window_end, a.severity, a.rule_id, a.group_key::VARCHAR AS group_key, "
         "a.summary, coalesce(string_agg(o.notifier || ':' || o.state, ' ' ORDER BY o.notifier), '') AS delivery "
         "FROM alerts a LEFT JOIN outbox o USING (alert_id) "
         "WHERE ? IS NULL OR a.rule_id = ? GROUP BY ALL ORDER BY a.window_end DESC, a.alert_id LIMIT ?"
     )
-    try:
-        with Store(database, read_only=True) as store:
+    with read_only_store(config) as store:
+        try:
             cursor = store.con.execute(sql, [rule, rule, limit])
             columns = [d[0] for d in cursor.description]
             rows = cursor.fetchall()
-    except (duckdb.Error, GatewatchError) as exc:
-        raise fail(str(exc).splitlines()[0]) from None
+        except duckdb.Error as exc:
+            raise fail(f"listing alerts failed: {first_line(exc)}") from None
     write_rows(columns, rows, output)
 
 
@@ -315,16 +326,14 @@ def alerts_show(
     config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
 ) -> None:
     """Print one alert with its evidence and the SQL that lists the events behind it."""
-    settings = read_config(config)
-    database = settings.resolve(settings.database)
-    if not database.exists():
-        raise fail(f"{database}: database not found; run `gatewatch run --once` first")
-    try:
-        with Store(database, read_only=True) as store:
+    with read_only_store(config) as store:
+        try:
             alert = load_alert(store.con, alert_id)
             query = store.con.execute("SELECT query FROM alerts WHERE alert_id = ?", [alert_id]).fetchone()[0]
-    except (duckdb.Error, GatewatchError) as exc:
-        raise fail(str(exc).splitlines()[0]) from None
+        except GatewatchError as exc:
+            raise fail(exc) from None
+        except duckdb.Error as exc:
+            raise fail(f"reading the alert failed: {first_line(exc)}") from None
     out.print(render_alert(alert))
     out.print(Text("query to reproduce (run with `gatewatch query`):", style="bold"))
     out.print(Text(make_visible(query)))

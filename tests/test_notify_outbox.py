@@ -25,34 +25,10 @@ from gatewatch.notify import (
     load_alert,
 )
 from gatewatch.notify.outbox import utc_now
+from gatewatch.store import Store
 
 CHANNEL = "C0ALERTS"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-SCHEMA = [
-    """
-    CREATE TABLE alerts (
-      alert_id VARCHAR PRIMARY KEY, rule_id VARCHAR NOT NULL, title VARCHAR NOT NULL,
-      severity VARCHAR NOT NULL,
-      group_key JSON NOT NULL,
-      window_start TIMESTAMP NOT NULL, window_end TIMESTAMP NOT NULL,
-      measures JSON NOT NULL,
-      summary VARCHAR NOT NULL,
-      evidence JSON NOT NULL,
-      query VARCHAR NOT NULL,
-      created_at TIMESTAMP NOT NULL
-    )
-    """,
-    """
-    CREATE TABLE outbox (
-      alert_id VARCHAR NOT NULL, notifier VARCHAR NOT NULL,
-      state VARCHAR NOT NULL,
-      attempts INTEGER NOT NULL DEFAULT 0, last_error VARCHAR,
-      last_attempt_at TIMESTAMP, sent_at TIMESTAMP,
-      PRIMARY KEY (alert_id, notifier)
-    )
-    """,
-]
 
 
 @pytest.fixture(autouse=True)
@@ -71,9 +47,8 @@ def slack() -> SlackStandin:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     path = tmp_path / "gatewatch.duckdb"
-    with duckdb.connect(str(path)) as con:
-        for statement in SCHEMA:
-            con.execute(statement)
+    # The real store creates the alerts and outbox tables.
+    Store(path).close()
     return path
 
 

@@ -8,6 +8,8 @@ from typing import ClassVar
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
+from gatewatch.events import conform
+
 
 class ConnectorOptions(BaseModel):
     """Options shared by every connector; a connector may extend them."""
@@ -29,6 +31,12 @@ class ParseResult:
 
     events: pl.DataFrame
     rejects: pl.DataFrame
+
+    @classmethod
+    def from_frames(cls, events: pl.DataFrame, rejects: pl.DataFrame) -> ParseResult:
+        """Build a result with the normalized event columns and the reject columns, typed."""
+        reject_columns = [pl.col(name).cast(dtype) for name, dtype in REJECT_SCHEMA.items()]
+        return cls(events=conform(events), rejects=rejects.select(reject_columns))
 
 
 REJECT_SCHEMA = {"offset": pl.Int64(), "line": pl.String(), "reason": pl.String()}

@@ -24,8 +24,8 @@ from gatewatch.connectors._http import (
 )
 from gatewatch.connectors._text import json_object, unescape_log_column, unescape_log_text
 from gatewatch.connectors._time import describe_time_failure, parse_clf_time, validate_timezone
-from gatewatch.connectors.base import REJECT_SCHEMA, Connector, ConnectorOptions, ParseResult
-from gatewatch.events import PARSED_COLUMNS, conform
+from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
+from gatewatch.events import PARSED_COLUMNS
 
 # A quoted field: Apache escapes " and \ with a backslash, nginx writes \x22
 # and \x5C, so a backslash always starts a two-character escape.
@@ -203,14 +203,7 @@ class CombinedConnector(Connector):
         rejects = pl.concat(
             [unmatched.with_columns(reason=_describe_unmatched(pl.col("line"))), rejected_events]
         ).sort("_row")
-        return ParseResult(
-            events=conform(events),
-            rejects=rejects.select(
-                pl.col("offset").cast(REJECT_SCHEMA["offset"]),
-                pl.col("line").cast(REJECT_SCHEMA["line"]),
-                pl.col("reason").cast(REJECT_SCHEMA["reason"]),
-            ),
-        )
+        return ParseResult.from_frames(events, rejects)
 
     def _build_events(self, matched: pl.DataFrame) -> pl.DataFrame:
         timezone = self.options.timezone

@@ -27,8 +27,8 @@ from gatewatch.connectors._http import (
 )
 from gatewatch.connectors._text import json_object, repair_json_text
 from gatewatch.connectors._time import describe_time_failure, parse_any_time, validate_timezone
-from gatewatch.connectors.base import REJECT_SCHEMA, Connector, ConnectorOptions, ParseResult
-from gatewatch.events import PARSED_COLUMNS, conform
+from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
+from gatewatch.events import PARSED_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -150,14 +150,7 @@ class NginxJsonConnector(Connector):
             ]
         ).sort("_row")
         events = events.filter(reasons.is_null())
-        return ParseResult(
-            events=conform(events),
-            rejects=rejects.select(
-                pl.col("offset").cast(REJECT_SCHEMA["offset"]),
-                pl.col("line").cast(REJECT_SCHEMA["line"]),
-                pl.col("reason").cast(REJECT_SCHEMA["reason"]),
-            ),
-        )
+        return ParseResult.from_frames(events, rejects)
 
     def _split_known_and_extra(self, objects: pl.DataFrame) -> pl.DataFrame:
         """Add ``_known`` (the keys this connector reads, as strings) and ``_extra_log``.

@@ -21,13 +21,14 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import duckdb
 
 from gatewatch.errors import GatewatchError
 from gatewatch.notify.alert import Alert, load_alert
 from gatewatch.notify.base import DeliveryError, Notifier
+from gatewatch.store import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +82,6 @@ class _Counters:
     sent: int = 0
     recovered: int = 0
     failed: int = 0
-
-
-def utc_now() -> datetime:
-    """Return the current time as a naive UTC datetime, as the store keeps it."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def _execute_committed(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> None:
