@@ -46,6 +46,11 @@ EXIT_PARTIAL = 3
 
 app = typer.Typer(
     help="Detect API abuse in gateway and WAF logs: ingest, evaluate YAML rules, alert.",
+    epilog=(
+        "Exit codes: 0 success (also when another run has the lock); 1 nothing ran "
+        "(invalid config, unreadable database, failed query or rule test); 2 invalid usage; "
+        "3 the run finished but a source, rule or notifier failed."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
