@@ -36,9 +36,8 @@ from gatewatch.errors import GatewatchError
 from gatewatch.notify import load_alert
 from gatewatch.notify.escape import make_visible
 from gatewatch.notify.terminal import render_alert
-from gatewatch.runner import RunLocked, TickReport, build_connector, run_lock, run_tick
+from gatewatch.runner import RunLocked, TickReport, ingest_all, run_lock, run_tick
 from gatewatch.store import Store
-from gatewatch.ingest import ingest_source
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -175,25 +174,16 @@ def ingest(config: ConfigOption = Path(DEFAULT_CONFIG_NAME)) -> None:
     """Read new lines of every source into the database, without evaluating rules."""
     settings = read_config(config)
     database = settings.resolve(settings.database)
-    errors: list[GatewatchError] = []
     try:
         with run_lock(database), Store(database) as store:
-            for index, source in enumerate(settings.sources):
-                try:
-                    connector = build_connector(settings, index)
-                    patterns = [str(settings.resolve(p)) for p in source.paths]
-                    result = ingest_source(store, source.name, source.format, connector, patterns)
-                except GatewatchError as exc:
-                    exc.path = exc.path or settings.config_path
-                    exc.line = exc.line or settings.line_of("sources", index, "path")
-                    errors.append(exc)
-                    continue
-                out.print(Text(f"{source.name}: {result.lines} lines, {result.events} events, {result.rejects} rejected"))
+            reports, errors = ingest_all(settings, store)
     except RunLocked as exc:
         err.print(Text(str(exc)))
         raise typer.Exit(EXIT_OK) from None
     except GatewatchError as exc:
         raise fail(exc) from None
+    for result in reports:
+        out.print(Text(f"{result.source}: {result.lines} lines, {result.events} events, {result.rejects} rejected"))
     print_errors(errors)
     raise typer.Exit(EXIT_PARTIAL if errors else EXIT_OK)
 

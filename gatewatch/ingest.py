@@ -47,6 +47,8 @@ class FileReport:
 class SourceReport:
     source: str
     files: list[FileReport] = field(default_factory=list)
+    # Files that could not be read; the source's other files were read.
+    errors: list[SourceError] = field(default_factory=list)
 
     @property
     def lines(self) -> int:
@@ -88,8 +90,12 @@ def expand_paths(patterns: list[str]) -> list[Path]:
 
 def _age_key(path: Path) -> tuple[float, str]:
     # Rotated files are older: read them before the live file so that
-    # events arrive roughly in time order.
-    return (path.stat().st_mtime, str(path))
+    # events arrive roughly in time order. A file rotated away since the
+    # listing sorts first and is reported when it is read.
+    try:
+        return (path.stat().st_mtime, str(path))
+    except OSError:
+        return (0.0, str(path))
 
 
 def ingest_source(
@@ -109,7 +115,14 @@ def ingest_source(
         )
     report = SourceReport(source=source)
     for path in files:
-        report.files.append(ingest_file(store, source, format_name, connector, path, chunk_bytes))
+        try:
+            report.files.append(ingest_file(store, source, format_name, connector, path, chunk_bytes))
+        except FileNotFoundError:
+            # Rotated away since the listing; its content is read under its
+            # new name, which the checkpoint recognises.
+            continue
+        except SourceError as exc:
+            report.errors.append(exc)
     return report
 
 
@@ -138,26 +151,52 @@ def ingest_file(
         _save_checkpoint(store, source, head, path, stat, start, checkpoint, commit=True)
         return report
 
-    fingerprint_row = checkpoint
-    for chunk, chunk_offset in read_chunks(path, start, compressed, chunk_bytes):
-        lines = split_lines(chunk, chunk_offset)
-        result = connector.parse(lines)
-        events = add_lineage(result.events, source, format_name, str(path))
-        rejects = add_lineage(result.rejects, source, format_name, str(path))
-        end_offset = chunk_offset + len(chunk)
-        with store.transaction():
-            store.insert_frame("events", events)
-            store.insert_frame("rejects", rejects)
-            if events.height:
-                store.update_source_state(source, events["ts"].min(), events["ts"].max())
-            fingerprint_row = _save_checkpoint(
-                store, source, head, path, stat, end_offset, fingerprint_row, commit=False
-            )
-        report.lines += lines.height
-        report.events += events.height
-        report.rejects += rejects.height
-        report.bytes_read += len(chunk)
+    file = _OpenFile(store, source, format_name, connector, path, stat, head)
+    try:
+        for chunk, chunk_offset in read_chunks(path, start, compressed, chunk_bytes):
+            checkpoint = _ingest_chunk(file, chunk, chunk_offset, checkpoint, report)
+    except (OSError, EOFError) as exc:
+        # Chunks before the fault are committed; the next run retries from there.
+        raise SourceError(f"reading stopped at a damaged or unreadable part: {exc}", path) from None
     return report
+
+
+@dataclass
+class _OpenFile:
+    """What every chunk of one file needs to be stored and checkpointed."""
+
+    store: Store
+    source: str
+    format_name: str
+    connector: Connector
+    path: Path
+    stat: os.stat_result
+    head: bytes
+
+
+def _ingest_chunk(
+    file: _OpenFile, chunk: bytes, chunk_offset: int, previous: Checkpoint | None, report: FileReport
+) -> Checkpoint:
+    """Parse one chunk and commit its events, rejects and the file's new offset together."""
+    lines = split_lines(chunk, chunk_offset)
+    result = file.connector.parse(lines)
+    events = add_lineage(result.events, file.source, file.format_name, str(file.path))
+    rejects = add_lineage(result.rejects, file.source, file.format_name, str(file.path))
+    end_offset = chunk_offset + len(chunk)
+    store = file.store
+    with store.transaction():
+        store.insert_frame("events", events)
+        store.insert_frame("rejects", rejects)
+        if events.height:
+            store.update_source_state(file.source, events["ts"].min(), events["ts"].max())
+        checkpoint = _save_checkpoint(
+            store, file.source, file.head, file.path, file.stat, end_offset, previous, commit=False
+        )
+    report.lines += lines.height
+    report.events += events.height
+    report.rejects += rejects.height
+    report.bytes_read += len(chunk)
+    return checkpoint
 
 
 def read_head(path: Path, compressed: bool) -> bytes:

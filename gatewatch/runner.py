@@ -102,7 +102,8 @@ def run_tick(config: Config, console: Console, rules: RuleSet | None = None) -> 
     report = TickReport()
     database = config.resolve(config.database)
     with Store(database) as store:
-        _ingest_all(config, store, report)
+        report.sources, ingest_errors = ingest_all(config, store)
+        report.errors.extend(ingest_errors)
         rule_set = rules if rules is not None else load_rules(_rule_locations(config))
         report.errors.extend(rule_set.errors)
         notifiers = _build_notifiers(config, console, report)
@@ -115,18 +116,27 @@ def _rule_locations(config: Config) -> list[str]:
     return [loc if loc == "builtin" else str(config.resolve(loc)) for loc in config.rules]
 
 
-def _ingest_all(config: Config, store: Store, report: TickReport) -> None:
+def ingest_all(config: Config, store: Store) -> tuple[list[SourceReport], list[GatewatchError]]:
+    """Ingest every source; a source or file that fails is reported and the rest go on."""
+    reports: list[SourceReport] = []
+    errors: list[GatewatchError] = []
     for index, source in enumerate(config.sources):
         try:
             connector = build_connector(config, index)
             patterns = [str(config.resolve(p)) for p in source.paths]
-            report.sources.append(ingest_source(store, source.name, source.format, connector, patterns))
+            result = ingest_source(store, source.name, source.format, connector, patterns)
         except SourceError as exc:
+            # A source with no file at all points at its `path:` in the config.
             exc.path = exc.path or config.config_path
             exc.line = exc.line or config.line_of("sources", index, "path")
-            report.errors.append(exc)
+            errors.append(exc)
+            continue
         except GatewatchError as exc:
-            report.errors.append(exc)
+            errors.append(exc)
+            continue
+        reports.append(result)
+        errors.extend(result.errors)
+    return reports, errors
 
 
 def _build_notifiers(config: Config, console: Console, report: TickReport) -> dict[str, object]:

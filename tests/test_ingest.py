@@ -176,3 +176,22 @@ def test_split_lines_crlf_and_blank(tmp_path):
     frame = split_lines(b"a\r\n\nb\n", 100)
     assert frame["line"].to_list() == ["a", "b"]
     assert frame["offset"].to_list() == [100, 104]
+
+
+def test_ingest_damaged_gzip_keeps_other_files(store, tmp_path):
+    (tmp_path / "access.log.2.gz").write_bytes(gzip.compress((line(1) + line(2)).encode())[:-12] + b"garbage!")
+    (tmp_path / "access.log").write_text(line(3))
+    report = ingest(store, tmp_path)
+    assert len(report.errors) == 1
+    assert "access.log.2.gz" in str(report.errors[0])
+    assert [row[0].second for row in stored(store)][-1] == 3
+
+
+def test_ingest_unreadable_file_reported(store, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root can read files without read permission")
+    log = tmp_path / "access.log"
+    log.write_text(line(1))
+    log.chmod(0)
+    report = ingest(store, tmp_path)
+    assert "cannot read the file" in str(report.errors[0])
