@@ -1,0 +1,579 @@
+#!/usr/bin/env python3
+"""Measure gatewatch on generated traffic: ingest, evaluation, incremental tick, detection quality.
+
+    python bench/run.py --lines 1000000 [--repeat 3] [--formats combined,nginx_json] [--workdir DIR]
+
+Data sets are written by bench/generate.py into ``WORKDIR/data`` and reused
+for the same line count, seed and rate. Every measured step runs in its own
+process, repeated ``--repeat`` times, and the median is reported:
+
+- ingest: bench/worker.py ingest into an empty store; lines/s and MB/s of
+  the ingest call, peak RSS of the whole process
+- evaluation: bench/worker.py evaluate, the whole built-in pack rule by
+  rule over a copy of the ingested store, as the first ``gatewatch run
+  --once`` after an ingest does
+- tick: ``gatewatch run --once`` (the command line, wall time including
+  start-up) over a copy of the evaluated store after 1% new lines with later
+  timestamps were appended to the log
+
+Detection quality compares the alerts with the generator's ground truth.
+Tables go to stdout and every figure to a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import numpy
+import polars
+
+import generate
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+WORKER = BENCH_DIR / "worker.py"
+MB = 1_000_000
+GNU_TIME = "/usr/bin/time"
+
+# Targets, set for 10M lines; the two ingest targets apply to nginx combined.
+TARGET_LINES = 10_000_000
+TARGET_INGEST_LINES_PER_SECOND = 300_000
+TARGET_INGEST_PEAK_RSS_BYTES = 1.5 * 2**30
+TARGET_EVALUATION_SECONDS = 60.0
+TARGET_TICK_SECONDS = 5.0
+
+
+# ------------------------------------------------------------ processes
+
+@dataclass
+class Measured:
+    seconds: float
+    peak_rss_bytes: int
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_measured(command: list[str], log_dir: Path, name: str) -> Measured:
+    """Run ``command`` to completion; return its wall time, peak RSS and output.
+
+    The peak RSS comes from GNU time's %M. A child's own ``ru_maxrss`` (from
+    ``os.wait4`` or ``RUSAGE_CHILDREN``) cannot be used: Linux starts it at
+    the RSS of the process that forked it, so this runner's own memory would
+    be reported. GNU time is a small process, so its child starts near zero.
+    """
+    stdout_path = log_dir / f"{name}.stdout"
+    stderr_path = log_dir / f"{name}.stderr"
+    rss_path = log_dir / f"{name}.maxrss"
+    timed = [GNU_TIME, "-f", "%M", "-o", str(rss_path), *command]
+    with open(stdout_path, "w") as stdout, open(stderr_path, "w") as stderr:
+        began = time.perf_counter()
+        returncode = subprocess.run(timed, stdout=stdout, stderr=stderr, cwd=log_dir).returncode
+        seconds = time.perf_counter() - began
+    # GNU time writes "Command exited with non-zero status N" before the
+    # figure when the command fails, so the figure is the last line.
+    peak_kib = int(rss_path.read_text().split()[-1])
+    return Measured(seconds, peak_kib * 1024, returncode, stdout_path.read_text(), stderr_path.read_text())
+
+
+def run_checked(command: list[str], log_dir: Path, name: str) -> Measured:
+    measured = run_measured(command, log_dir, name)
+    if measured.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(command)} failed with exit code {measured.returncode}:\n{measured.stderr[-2000:]}"
+        )
+    return measured
+
+
+def gatewatch_command() -> list[str]:
+    """Return the installed ``gatewatch`` console script, next to this Python if possible."""
+    beside = Path(sys.executable).with_name("gatewatch")
+    found = str(beside) if beside.exists() else shutil.which("gatewatch")
+    if found is None:
+        raise SystemExit("the gatewatch command is not installed; run `pip install -e .` in the repository")
+    return [found]
+
+
+# ----------------------------------------------------------------- data
+
+def ensure_data(workdir: Path, lines: int, seed: int, lines_per_day: int) -> tuple[Path, dict, float | None]:
+    """Return the data folder, its ground truth and the generation seconds (None when cached)."""
+    folder = workdir / "data" / f"lines-{lines}-seed-{seed}-per-day-{lines_per_day}"
+    truth_path = folder / generate.TRUTH_NAME
+    files = [folder / name for name in (*generate.FILE_NAMES.values(), *generate.APPEND_NAMES.values())]
+    if truth_path.exists() and all(path.exists() for path in files):
+        truth = json.loads(truth_path.read_text())
+        if truth.get("generator_version") == generate.GENERATOR_VERSION:
+            return folder, truth, None
+    if folder.exists():
+        shutil.rmtree(folder)
+    print(f"generating {lines:,} lines per format into {folder} ...", flush=True)
+    result = generate.generate(lines, folder, seed=seed, lines_per_day=lines_per_day)
+    return folder, json.loads(truth_path.read_text()), result.seconds
+
+
+def write_config(folder: Path, format_name: str, log_path: Path, lookback_days: int) -> Path:
+    """Write a gatewatch.yaml for one format; the store is ``events.duckdb`` beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "gatewatch.yaml"
+    # No notifiers: the figures cover ingest and detection, not Slack. The
+    # look-back covers the whole data set, so every stored event is evaluated
+    # (the default of 7 days would skip the start of a 10-day data set).
+    config.write_text(
+        "database: events.duckdb\n"
+        "sources:\n"
+        "  - name: bench\n"
+        f"    format: {format_name}\n"
+        f"    path: {json.dumps(str(log_path))}\n"
+        "rules: [builtin]\n"
+        "notifiers: []\n"
+        "engine:\n"
+        f"  new_rule_lookback: {lookback_days}d\n"
+    )
+    return config
+
+
+def used_store_bytes(store: Path) -> int:
+    """Return the bytes of the store's used blocks; the file also keeps freed blocks for reuse."""
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        block_size, used_blocks = con.execute("SELECT block_size, used_blocks FROM pragma_database_size()").fetchone()
+    finally:
+        con.close()
+    return block_size * used_blocks
+
+
+def copy_store(source: Path, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, folder / "events.duckdb")
+
+
+# --------------------------------------------------------------- phases
+
+def measure_ingest(run_dir: Path, format_name: str, log_path: Path, lookback_days: int, repeat: int) -> tuple[dict, Path]:
+    """Ingest the log into an empty store ``repeat`` times; keep the last store."""
+    runs = []
+    folder = None
+    for index in range(repeat):
+        folder = run_dir / f"ingest-{index}"
+        if folder.exists():
+            shutil.rmtree(folder)
+        config = write_config(folder, format_name, log_path, lookback_days)
+        measured = run_checked([sys.executable, str(WORKER), "ingest", str(config)], folder, "ingest")
+        result = json.loads(measured.stdout)
+        source = result["sources"][0]
+        size = (folder / "events.duckdb").stat().st_size
+        used = used_store_bytes(folder / "events.duckdb")
+        runs.append({
+            "ingest_seconds": source["seconds"],
+            "step_seconds": result["seconds"],
+            "process_seconds": measured.seconds,
+            "peak_rss_bytes": measured.peak_rss_bytes,
+            "vm_hwm_bytes": result["vm_hwm_bytes"],
+            "lines": source["lines"],
+            "events": source["events"],
+            "rejects": source["rejects"],
+            "bytes": source["bytes"],
+            "database_bytes": size,
+            "database_used_bytes": used,
+        })
+        print(f"  ingest {format_name} run {index + 1}: {source['seconds']:.1f} s, "
+              f"{source['lines'] / source['seconds']:,.0f} lines/s, peak RSS {measured.peak_rss_bytes / 2**20:,.0f} MiB",
+              flush=True)
+        if index < repeat - 1:
+            (folder / "events.duckdb").unlink()
+    seconds = statistics.median(r["ingest_seconds"] for r in runs)
+    last = runs[-1]
+    summary = {
+        "runs": runs,
+        "median_seconds": seconds,
+        "lines": last["lines"],
+        "events": last["events"],
+        "rejects": last["rejects"],
+        "bytes": last["bytes"],
+        "lines_per_second": last["lines"] / seconds,
+        "mb_per_second": last["bytes"] / MB / seconds,
+        "median_peak_rss_bytes": statistics.median(r["peak_rss_bytes"] for r in runs),
+        "max_peak_rss_bytes": max(r["peak_rss_bytes"] for r in runs),
+        "database_bytes": last["database_bytes"],
+        "database_bytes_per_million_events": last["database_bytes"] / max(1, last["events"]) * 1_000_000,
+        "database_used_bytes": last["database_used_bytes"],
+        "database_used_bytes_per_million_events": last["database_used_bytes"] / max(1, last["events"]) * 1_000_000,
+    }
+    return summary, folder / "events.duckdb"
+
+
+def measure_evaluation(run_dir: Path, format_name: str, log_path: Path, lookback_days: int, base_store: Path,
+                       repeat: int) -> tuple[dict, Path]:
+    """Evaluate the built-in pack over copies of the ingested store; keep the last store."""
+    runs = []
+    folder = None
+    for index in range(repeat):
+        folder = run_dir / f"evaluate-{index}"
+        if folder.exists():
+            shutil.rmtree(folder)
+        config = write_config(folder, format_name, log_path, lookback_days)
+        copy_store(base_store, folder)
+        measured = run_checked([sys.executable, str(WORKER), "evaluate", str(config)], folder, "evaluate")
+        result = json.loads(measured.stdout)
+        result["process_seconds"] = measured.seconds
+        result["peak_rss_bytes"] = measured.peak_rss_bytes
+        runs.append(result)
+        print(f"  evaluate {format_name} run {index + 1}: {result['seconds']:.1f} s, "
+              f"{sum(r['alerts'] for r in result['rules'])} alerts", flush=True)
+        if index < repeat - 1:
+            (folder / "events.duckdb").unlink()
+    rule_ids = [r["rule"] for r in runs[0]["rules"]]
+    per_rule = {
+        rule_id: statistics.median(next(r["seconds"] for r in run["rules"] if r["rule"] == rule_id) for run in runs)
+        for rule_id in rule_ids
+    }
+    summary = {
+        "runs": runs,
+        "median_seconds": statistics.median(r["seconds"] for r in runs),
+        "median_rule_seconds": per_rule,
+        "alerts": sum(r["alerts"] for r in runs[-1]["rules"]),
+        "median_peak_rss_bytes": statistics.median(r["peak_rss_bytes"] for r in runs),
+    }
+    return summary, folder / "events.duckdb"
+
+
+TICK_SUMMARY_RE = re.compile(r"gatewatch: (\d+) lines read, (\d+) events, (\d+) rejected; (\d+) new alerts")
+
+
+def measure_tick(run_dir: Path, format_name: str, log_path: Path, append_path: Path, lookback_days: int,
+                 base_store: Path, repeat: int) -> tuple[dict, Path]:
+    """Append the continuation to a copy of the log and time ``gatewatch run --once`` on it."""
+    grown = run_dir / "tick-log" / log_path.name
+    grown.parent.mkdir(parents=True, exist_ok=True)
+    if not grown.exists() or grown.stat().st_size != log_path.stat().st_size + append_path.stat().st_size:
+        shutil.copyfile(log_path, grown)
+        with open(grown, "ab") as out, open(append_path, "rb") as extra:
+            shutil.copyfileobj(extra, out)
+    runs = []
+    folder = None
+    for index in range(repeat):
+        folder = run_dir / f"tick-{index}"
+        if folder.exists():
+            shutil.rmtree(folder)
+        config = write_config(folder, format_name, grown, lookback_days)
+        copy_store(base_store, folder)
+        measured = run_checked([*gatewatch_command(), "run", "--once", "--verbose", "-c", str(config)], folder, "tick")
+        match = TICK_SUMMARY_RE.search(measured.stdout)
+        if match is None:
+            raise SystemExit(f"no tick summary in the output of gatewatch run --once:\n{measured.stdout[-2000:]}")
+        lines, events, rejects, alerts = (int(g) for g in match.groups())
+        runs.append({
+            "seconds": measured.seconds,
+            "peak_rss_bytes": measured.peak_rss_bytes,
+            "lines": lines,
+            "events": events,
+            "rejects": rejects,
+            "alerts": alerts,
+        })
+        print(f"  tick {format_name} run {index + 1}: {measured.seconds:.2f} s, {lines:,} new lines, {alerts} alerts",
+              flush=True)
+        if index < repeat - 1:
+            (folder / "events.duckdb").unlink()
+    summary = {
+        "runs": runs,
+        "median_seconds": statistics.median(r["seconds"] for r in runs),
+        "lines": runs[-1]["lines"],
+        "alerts": runs[-1]["alerts"],
+        "median_peak_rss_bytes": statistics.median(r["peak_rss_bytes"] for r in runs),
+    }
+    return summary, folder / "events.duckdb"
+
+
+def measure_startup(log_dir: Path, repeat: int) -> float:
+    """Return the median seconds to start the command line and import gatewatch."""
+    times = [
+        run_checked([sys.executable, "-c", "import gatewatch.cli"], log_dir, "startup").seconds for _ in range(repeat)
+    ]
+    return statistics.median(times)
+
+
+# -------------------------------------------------------------- quality
+
+def detection_quality(store: Path, truth: dict) -> dict:
+    """Compare the store's alerts with the ground truth."""
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        alerts = con.execute(
+            "SELECT rule_id, group_key->>'client_ip' AS client_ip, count(*) FROM alerts GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    finally:
+        con.close()
+    fired = {(rule, ip) for rule, ip, _ in alerts}
+    attacker_ips = {a["client_ip"] for a in truth["attackers"]}
+    near_miss_ips = {n["client_ip"]: n for n in truth["near_misses"]}
+    kinds: dict[str, dict] = {}
+    missed = []
+    for attacker in truth["attackers"]:
+        row = kinds.setdefault(attacker["kind"], {
+            "rule": attacker["rule"], "attackers": 0, "found": 0, "missed": 0, "other_rule_alerts": 0,
+        })
+        row["attackers"] += 1
+        if (attacker["rule"], attacker["client_ip"]) in fired:
+            row["found"] += 1
+        else:
+            row["missed"] += 1
+            missed.append(attacker)
+        row["other_rule_alerts"] += sum(
+            count for rule, ip, count in alerts if ip == attacker["client_ip"] and rule != attacker["rule"]
+        )
+    false_positives = [
+        {"rule": rule, "client_ip": ip, "alerts": count, "near_miss": near_miss_ips.get(ip, {}).get("kind")}
+        for rule, ip, count in alerts
+        if ip not in attacker_ips
+    ]
+    return {
+        "kinds": kinds,
+        "missed": missed,
+        "alerts": sum(count for _, _, count in alerts),
+        "false_positive_alerts": sum(fp["alerts"] for fp in false_positives),
+        "false_positive_clients": len({fp["client_ip"] for fp in false_positives}),
+        "false_positives": false_positives,
+        "near_misses": len(truth["near_misses"]),
+        "near_misses_alerting": len({fp["client_ip"] for fp in false_positives if fp["near_miss"]}),
+    }
+
+
+# -------------------------------------------------------------- targets
+
+def check_targets(lines: int, formats: dict[str, dict]) -> list[dict]:
+    """Compare the figures with the targets; the worst format counts where several apply."""
+    at_scale = lines >= TARGET_LINES
+    rows = []
+
+    def add(name: str, target: str, value: float, unit: str, passed: bool) -> None:
+        status = "PASS" if passed else "MISS"
+        if not at_scale:
+            status += f" (at {lines:,} lines; target is for {TARGET_LINES:,})"
+        rows.append({"target": name, "threshold": target, "measured": value, "unit": unit, "status": status,
+                     "passed": passed, "at_target_scale": at_scale})
+
+    if "combined" in formats:
+        ingest = formats["combined"]["ingest"]
+        add("ingest nginx combined", ">= 300,000 lines/s", ingest["lines_per_second"], "lines/s",
+            ingest["lines_per_second"] >= TARGET_INGEST_LINES_PER_SECOND)
+        add("ingest nginx combined peak RSS", "< 1.5 GiB", ingest["max_peak_rss_bytes"] / 2**30, "GiB",
+            ingest["max_peak_rss_bytes"] < TARGET_INGEST_PEAK_RSS_BYTES)
+    evaluation = max(f["evaluation"]["median_seconds"] for f in formats.values())
+    add("whole built-in pack", "< 60 s", evaluation, "s", evaluation < TARGET_EVALUATION_SECONDS)
+    tick = max(f["tick"]["median_seconds"] for f in formats.values())
+    add("incremental tick, 1% new lines", "< 5 s", tick, "s", tick < TARGET_TICK_SECONDS)
+    return rows
+
+
+# ------------------------------------------------------------- printing
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    """Format a Markdown table, numbers right-aligned."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    numeric = [all(re.fullmatch(r"[\d,.\-]+", r[i] or "-") for r in cells) if cells else False for i in range(len(headers))]
+
+    def line(values: list[str]) -> str:
+        padded = [v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric)]
+        return "| " + " | ".join(padded) + " |"
+
+    separator = "|" + "|".join(("-" * (w + 1) + ":") if n else ("-" * (w + 2)) for w, n in zip(widths, numeric)) + "|"
+    return "\n".join([line(headers), separator, *(line(r) for r in cells)])
+
+
+def print_report(result: dict) -> None:
+    data = result["data"]
+    print()
+    print(f"## Data: {data['lines']:,} lines per format, {data['start']} to {data['end']}")
+    print(table(
+        ["format", "file", "MB", "bytes/line"],
+        [[name, Path(info["path"]).name, f"{info['bytes'] / MB:,.1f}", f"{info['bytes'] / data['lines']:.0f}"]
+         for name, info in data["files"].items()],
+    ))
+    generated = data["generation_seconds"]
+    print(f"generation: {'cached' if generated is None else f'{generated:.1f} s'}; "
+          f"attackers {len(result['truth_summary']['attackers'])}, near misses {result['truth_summary']['near_misses']}")
+
+    formats = result["formats"]
+    print()
+    print(f"## Ingest from an empty store (median of {result['repeat']})")
+    print(table(
+        ["format", "seconds", "lines/s", "MB/s", "peak RSS MiB", "rejects", "DuckDB file MB", "used MB",
+         "file MB per 1M events", "used MB per 1M events"],
+        [[name, f"{f['ingest']['median_seconds']:.2f}", f"{f['ingest']['lines_per_second']:,.0f}",
+          f"{f['ingest']['mb_per_second']:.1f}", f"{f['ingest']['max_peak_rss_bytes'] / 2**20:,.0f}",
+          f"{f['ingest']['rejects']:,}", f"{f['ingest']['database_bytes'] / MB:,.1f}",
+          f"{f['ingest']['database_used_bytes'] / MB:,.1f}",
+          f"{f['ingest']['database_bytes_per_million_events'] / MB:.1f}",
+          f"{f['ingest']['database_used_bytes_per_million_events'] / MB:.1f}"]
+         for name, f in formats.items()],
+    ))
+    print()
+    print(f"## Whole built-in pack over the stored events (median of {result['repeat']}; seconds)")
+    rule_ids = list(next(iter(formats.values()))["evaluation"]["median_rule_seconds"])
+    print(table(
+        ["format", "total", *rule_ids, "alerts"],
+        [[name, f"{f['evaluation']['median_seconds']:.2f}",
+          *(f"{f['evaluation']['median_rule_seconds'][r]:.2f}" for r in rule_ids), f["evaluation"]["alerts"]]
+         for name, f in formats.items()],
+    ))
+    print()
+    print(f"## Incremental tick: gatewatch run --once after appending 1% (median of {result['repeat']})")
+    print(table(
+        ["format", "new lines", "seconds (wall)", "new alerts", "peak RSS MiB"],
+        [[name, f"{f['tick']['lines']:,}", f"{f['tick']['median_seconds']:.2f}", f["tick"]["alerts"],
+          f"{f['tick']['median_peak_rss_bytes'] / 2**20:,.0f}"]
+         for name, f in formats.items()],
+    ))
+    print(f"process start-up and imports alone: {result['startup_seconds']:.2f} s")
+    for name, f in formats.items():
+        quality = f["quality"]
+        print()
+        print(f"## Detection quality, {name}")
+        print(table(
+            ["attacker kind", "expected rule", "attackers", "found", "missed", "alerts by other rules"],
+            [[kind, row["rule"], row["attackers"], row["found"], row["missed"], row["other_rule_alerts"]]
+             for kind, row in quality["kinds"].items()],
+        ))
+        print(f"false positives: {quality['false_positive_alerts']} alerts on {quality['false_positive_clients']} "
+              f"clients outside the ground truth; near misses alerting: {quality['near_misses_alerting']} of "
+              f"{quality['near_misses']}")
+        for fp in quality["false_positives"][:20]:
+            print(f"  {fp['rule']} on {fp['client_ip']} ({fp['alerts']} alerts)"
+                  + (f", near miss: {fp['near_miss']}" if fp["near_miss"] else ""))
+    print()
+    print("## Targets")
+    print(table(
+        ["target", "threshold", "measured", "status"],
+        [[t["target"], t["threshold"], _format_measured(t), t["status"]] for t in result["targets"]],
+    ))
+
+
+def _format_measured(target: dict) -> str:
+    value = target["measured"]
+    if target["unit"] == "lines/s":
+        return f"{value:,.0f} lines/s"
+    return f"{value:.2f} {target['unit']}"
+
+
+# ---------------------------------------------------------------- main
+
+def machine_info() -> dict:
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as meminfo:
+        total_kb = int(next(line for line in meminfo if line.startswith("MemTotal")).split()[1])
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True).stdout.strip()
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(total_kb / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "polars": polars.__version__,
+        "numpy": numpy.__version__,
+        "gatewatch_commit": commit,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, required=True, help="lines per format in the generated log")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is reported")
+    parser.add_argument("--formats", default="combined,nginx_json", help="comma-separated: combined, nginx_json")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "gatewatch-bench",
+                        help="folder for data sets, stores and logs (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=generate.DEFAULT_SEED, help="generator seed")
+    parser.add_argument("--lines-per-day", type=int, default=generate.DEFAULT_LINES_PER_DAY,
+                        help="lines per day of log time (default: %(default)s)")
+    parser.add_argument("--output", type=Path, help="JSON result file (default: WORKDIR/results/lines-N.json)")
+    args = parser.parse_args()
+    formats = [name.strip() for name in args.formats.split(",") if name.strip()]
+    unknown = set(formats) - set(generate.FORMATS)
+    if unknown or not formats:
+        parser.error(f"--formats must list combined and/or nginx_json, not {args.formats!r}")
+    if args.repeat < 1 or args.lines < 1:
+        parser.error("--lines and --repeat must be at least 1")
+
+    if not Path(GNU_TIME).exists():
+        raise SystemExit(f"{GNU_TIME} not found; install GNU time (Debian package `time`) to measure peak RSS")
+    workdir = args.workdir.resolve()
+    data_dir, truth, generation_seconds = ensure_data(workdir, args.lines, args.seed, args.lines_per_day)
+    span_days = generate.span_seconds(args.lines, args.lines_per_day) / 86_400
+    lookback_days = math.ceil(span_days) + 2
+    runs_dir = workdir / "runs" / f"lines-{args.lines}"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+
+    result: dict = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine_info(),
+        "repeat": args.repeat,
+        "data": {
+            "lines": args.lines,
+            "seed": args.seed,
+            "lines_per_day": args.lines_per_day,
+            "start": truth["start"],
+            "end": truth["end"],
+            "append_lines": truth["append_lines"],
+            "generation_seconds": generation_seconds,
+            "files": {
+                name: {"path": str(data_dir / generate.FILE_NAMES[name]),
+                       "bytes": (data_dir / generate.FILE_NAMES[name]).stat().st_size}
+                for name in formats
+            },
+        },
+        "truth_summary": {
+            "attackers": [{k: a[k] for k in ("client_ip", "kind", "rule")} for a in truth["attackers"]],
+            "near_misses": len(truth["near_misses"]),
+        },
+        "formats": {},
+    }
+    result["startup_seconds"] = measure_startup(runs_dir, args.repeat)
+    for name in formats:
+        log_path = data_dir / generate.FILE_NAMES[name]
+        append_path = data_dir / generate.APPEND_NAMES[name]
+        run_dir = runs_dir / name
+        print(f"{name}:", flush=True)
+        ingest, ingested = measure_ingest(run_dir, name, log_path, lookback_days, args.repeat)
+        evaluation, evaluated = measure_evaluation(run_dir, name, log_path, lookback_days, ingested, args.repeat)
+        tick, ticked = measure_tick(run_dir, name, log_path, append_path, lookback_days, evaluated, args.repeat)
+        result["formats"][name] = {
+            "ingest": ingest,
+            "evaluation": evaluation,
+            "tick": tick,
+            # After the tick, so that alerts on the appended lines count too.
+            "quality": detection_quality(ticked, truth),
+        }
+    result["targets"] = check_targets(args.lines, result["formats"])
+
+    output = args.output or workdir / "results" / f"lines-{args.lines}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print_report(result)
+    print(f"\nresults: {output}")
+
+
+if __name__ == "__main__":
+    main()
