@@ -14,10 +14,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -256,6 +257,8 @@ def query(
     """Run a read-only SQL query over the database (tables: events, rejects, alerts, outbox)."""
     with read_only_store(config) as store:
         try:
+            if not sql.strip():
+                raise fail("the SQL is empty; pass a query such as \"SELECT count(*) FROM events\"")
             cursor = store.con.execute(sql)
             columns = [d[0] for d in cursor.description] if cursor.description else []
             rows = cursor.fetchall() if columns else []
@@ -268,24 +271,47 @@ def write_rows(columns: list[str], rows: list[tuple], output: OutputFormat) -> N
     """Print rows as a table, CSV or JSON; table cells show hidden characters as escapes."""
     if output is OutputFormat.json:
         records = [dict(zip(columns, row)) for row in rows]
+        records = [{k: _finite(v) for k, v in record.items()} for record in records]
         sys.stdout.write(json.dumps(records, default=_json_default, ensure_ascii=False, indent=1) + "\n")
         return
     if output is OutputFormat.csv:
+        # On a terminal, log content must not move the cursor or recolour
+        # the screen; piped CSV keeps the values byte for byte.
+        clean = make_visible if sys.stdout.isatty() else _as_cell
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(columns)
-        writer.writerows(rows)
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow([clean(c) for c in columns])
+        writer.writerows([[clean(v) for v in row] for row in rows])
         sys.stdout.write(buffer.getvalue())
         return
-    table = Table(*[Text(make_visible(c)) for c in columns], box=None)
+    # Every column but the last keeps its values on one line; the last
+    # (often a summary or a long path) wraps in the remaining width.
+    table = Table(box=None)
+    for index, column in enumerate(columns):
+        table.add_column(make_visible(column), no_wrap=index < len(columns) - 1)
     for row in rows:
         table.add_row(*[Text("" if v is None else make_visible(v)) for v in row])
     out.print(table)
 
 
+def _as_cell(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _finite(value: Any) -> Any:
+    """Return None for NaN and infinities, which JSON cannot represent."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
     if isinstance(value, Decimal):
         return float(value)
     return str(value)
@@ -300,8 +326,8 @@ def alerts_list(
 ) -> None:
     """List stored alerts with their delivery state."""
     sql = (
-        "SELECT a.alert_id, a.window_end, a.severity, a.rule_id, a.group_key::VARCHAR AS group_key, "
-        "a.summary, coalesce(string_agg(o.notifier || ':' || o.state, ' ' ORDER BY o.notifier), '') AS delivery "
+        "SELECT a.alert_id, a.window_end, a.severity, a.rule_id, "
+        "coalesce(string_agg(o.notifier || ':' || o.state, ' ' ORDER BY o.notifier), '') AS delivery, a.summary "
         "FROM alerts a LEFT JOIN outbox o USING (alert_id) "
         "WHERE ? IS NULL OR a.rule_id = ? GROUP BY ALL ORDER BY a.window_end DESC, a.alert_id LIMIT ?"
     )

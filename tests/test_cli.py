@@ -144,3 +144,24 @@ def test_cli_builtin_rule_tests_pass(tmp_path):
     result = gatewatch("rules", "test", "--config", str(tmp_path / "none.yaml"), cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
     assert " 0 failed" in result.stdout
+
+
+def test_cli_query_table_escapes_content(tmp_path):
+    project(tmp_path)
+    with (tmp_path / "access.log").open("a") as handle:
+        handle.write('192.0.2.2 - - [03/Nov/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 5 "-" "\\x1b[2J[bold]x"\n')
+    gatewatch("run", "--once", cwd=tmp_path)
+    result = gatewatch("query", "SELECT user_agent FROM events WHERE client_ip = '192.0.2.2'", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "\\x1b[2J[bold]x" in result.stdout
+    assert "\x1b" not in result.stdout
+
+
+def test_cli_alerts_list_table(tmp_path):
+    project(tmp_path, GOOD_RULE.replace("count(*) >= 100", "count(*) >= 1"))
+    (tmp_path / "access.log").write_text(LOG_LINE + LOG_LINE.replace("10:00:00", "10:09:00"))
+    gatewatch("run", "--once", cwd=tmp_path)
+    result = gatewatch("alerts", "list", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "flood" in result.stdout
+    assert "terminal:sent" in result.stdout
