@@ -109,7 +109,30 @@ def run_tick(config: Config, console: Console, rules: RuleSet | None = None) -> 
         notifiers = _build_notifiers(config, console, report)
         _evaluate_all(config, store, rule_set, [n.name for n in config.notifiers], report)
         report.delivery = deliver_pending(store.con, notifiers)
+        report.errors.extend(_delivery_errors(report.delivery))
     return report
+
+
+def _delivery_errors(delivery: DeliveryReport) -> list[GatewatchError]:
+    """Report notifiers that failed this run, so the exit code shows an outage."""
+    if delivery.failed == 0:
+        return []
+    errors = []
+    for name, reason in delivery.stopped.items():
+        errors.append(
+            GatewatchError(
+                f"notifier {name!r} failed: {reason}; "
+                "undelivered alerts stay in the outbox and are retried next run"
+            )
+        )
+    if not errors:
+        errors.append(
+            GatewatchError(
+                f"{delivery.failed} delivery attempts failed; {delivery.pending_left} alerts wait in the "
+                "outbox and are retried next run"
+            )
+        )
+    return errors
 
 
 def _rule_locations(config: Config) -> list[str]:

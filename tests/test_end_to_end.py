@@ -257,3 +257,15 @@ def test_end_to_end_random_kills_lose_nothing(tmp_path, slack):
     assert result.returncode == 0, result.stderr
     assert count_events(killed) == count_events(clean)
     assert [a[1:] for a in stored_alerts(killed)] == [a[1:] for a in stored_alerts(clean)]
+
+
+def test_end_to_end_slack_outage_exits_3_then_delivers(workdir, slack):
+    config = write_config(workdir, slack)
+    slack.fail_next(count=3, status=500, path="/api/chat.postMessage")
+    failed = run_once(config, slack)
+    assert failed.returncode == 3
+    assert "notifier 'slack' failed" in failed.stderr
+    assert slack.messages == []
+    recovered = run_once(config, slack)
+    assert recovered.returncode == 0, recovered.stderr
+    assert sorted(posted_alert_ids(slack)) == sorted(a[0] for a in stored_alerts(workdir))

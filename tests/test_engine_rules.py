@@ -117,3 +117,10 @@ def test_rule_builtin_pack_valid():
     rule_set = load_rules(["builtin"])
     assert [str(e) for e in rule_set.errors] == []
     assert len(rule_set.rules) >= 6
+
+
+def test_rule_missing_folder_keeps_other_rules(tmp_path):
+    write_rule(tmp_path, "a.yaml", VALID)
+    rule_set = load_rules([tmp_path / "missing", tmp_path])
+    assert [r.id for r in rule_set.rules] == ["stuffing"]
+    assert "rule file or folder not found" in str(rule_set.errors[0])

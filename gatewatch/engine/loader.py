@@ -43,28 +43,26 @@ def builtin_rules_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "rules"
 
 
-def rule_files(locations: list[str | Path]) -> list[Path]:
-    """Expand rule locations (files, folders, or `builtin`) into YAML files."""
-    files: list[Path] = []
-    for location in locations:
-        path = builtin_rules_dir() if str(location) == BUILTIN else Path(location)
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file()))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise RuleError("rule file or folder not found; check the `rules:` list in the config", path)
-    return files
+def rule_files(location: str | Path) -> list[Path]:
+    """Expand one rule location (a file, a folder, or `builtin`) into YAML files."""
+    path = builtin_rules_dir() if str(location) == BUILTIN else Path(location)
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
+    if path.is_file():
+        return [path]
+    raise RuleError("rule file or folder not found; check the `rules:` list in the config", path)
 
 
 def load_rules(locations: list[str | Path]) -> RuleSet:
     """Load every rule under ``locations``; collect the faults instead of stopping."""
     result = RuleSet()
-    try:
-        files = rule_files(locations)
-    except GatewatchError as exc:
-        result.errors.append(exc)
-        return result
+    files: list[Path] = []
+    for location in locations:
+        try:
+            files.extend(rule_files(location))
+        except GatewatchError as exc:
+            # One missing folder must not disable the rules found elsewhere.
+            result.errors.append(exc)
     seen: dict[str, str] = {}
     for path in files:
         try:

@@ -135,7 +135,7 @@ class _Delivery:
         """Deliver one row, sleeping and trying again while the receiver requests a short wait."""
         while run.stopped_reason is None:
             if run.attempts >= self.max_attempts_per_run:
-                run.stopped_reason = f"reached max_attempts_per_run={self.max_attempts_per_run}"
+                run.stopped_reason = f"sent {self.max_attempts_per_run} alerts, the limit per run; the rest follow next run"
                 return
             error = self._attempt(row, notifier, alert, run)
             if error is None:
