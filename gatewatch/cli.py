@@ -201,6 +201,8 @@ def _rule_locations(paths: list[Path] | None, config: Path) -> list[str]:
     if config.exists():
         settings = read_config(config)
         return [loc if loc == "builtin" else str(settings.resolve(loc)) for loc in settings.rules]
+    if config != Path(DEFAULT_CONFIG_NAME):
+        raise fail(f"{config}: config file not found; pass rule paths, or a config that exists")
     return ["builtin"]
 
 
@@ -370,7 +372,10 @@ def init(
         raise fail(f"{path}: file exists; pass --force to overwrite it")
     from gatewatch.starter import STARTER_CONFIG
 
-    path.write_text(STARTER_CONFIG, encoding="utf-8")
+    try:
+        path.write_text(STARTER_CONFIG, encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"{path}: cannot write the file: {exc.strerror}") from None
     out.print(Text(f"wrote {path}; edit `sources:` to point at your logs, then run `gatewatch run --once -c {path}`"))
 
 

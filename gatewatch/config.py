@@ -44,6 +44,14 @@ class SourceConfig(StrictModel):
     # Connector-specific options, checked against the connector's own model.
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("path")
+    @classmethod
+    def _path_not_empty(cls, value: str | list[str]) -> str | list[str]:
+        paths = [value] if isinstance(value, str) else value
+        if not paths or any(not p.strip() for p in paths):
+            raise ValueError("empty path; name a log file, a folder or a glob such as /var/log/nginx/access.log*")
+        return value
+
     @property
     def paths(self) -> list[str]:
         return [self.path] if isinstance(self.path, str) else list(self.path)
@@ -112,7 +120,9 @@ class Config(StrictModel):
 def load_config(path: str | Path) -> Config:
     """Read and validate a gatewatch.yaml; raise ConfigError with the line at fault."""
     document = load_yaml(path, ConfigError)
-    data = document.data if document.data is not None else {}
+    data = document.data
+    if data is None:
+        raise ConfigError("the config file is empty; `gatewatch init` writes a commented starter", path)
     if not isinstance(data, dict):
         raise ConfigError("the config must be a YAML mapping of keys such as `sources:`", path, 1)
     try:

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_SECONDS = 36500 * 86400
 
 
 def parse_duration(text: object) -> timedelta:
@@ -22,6 +23,8 @@ def parse_duration(text: object) -> timedelta:
     seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if seconds == 0:
         raise ValueError(f"invalid duration {text!r}: it must be longer than zero")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"invalid duration {text!r}: the maximum is 36500d (100 years)")
     return timedelta(seconds=seconds)
 
 

@@ -62,8 +62,15 @@ class RunLocked(GatewatchError):
 def run_lock(database: Path) -> Iterator[None]:
     """Hold an exclusive lock beside the database for the length of a tick."""
     lock_path = Path(f"{database}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(lock_path, "a+")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")
+    except OSError as exc:
+        raise GatewatchError(
+            f"cannot create the lock file: {exc.strerror}; make the database folder writable "
+            "or set `database:` to a writable path",
+            lock_path,
+        ) from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -88,7 +95,7 @@ def build_connector(config: Config, index: int) -> Connector:
     except GatewatchError as exc:
         raise config.error(exc.message, "sources", index, "format") from None
     try:
-        options = connector_class.options_model(timezone=source.timezone, **source.options)
+        options = connector_class.options_model(**{"timezone": source.timezone, **source.options})
     except ValidationError as exc:
         raise_validation_error(
             config.document, exc, ConfigError, prefix=("sources", index, "options"),
@@ -159,6 +166,15 @@ def ingest_all(config: Config, store: Store) -> tuple[list[SourceReport], list[G
             continue
         reports.append(result)
         errors.extend(result.errors)
+        if result.lines and not result.events:
+            errors.append(
+                config.error(
+                    f"source {source.name!r}: all {result.lines} new lines were rejected by the "
+                    f"{source.format!r} parser; check `format:`, and see the reasons with "
+                    "`gatewatch query \"SELECT reason, count(*) FROM rejects GROUP BY 1\"`",
+                    "sources", index, "format",
+                )
+            )
     return reports, errors
 
 

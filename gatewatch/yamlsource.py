@@ -43,6 +43,10 @@ def load_yaml(path: str | Path, error: type[GatewatchError] = GatewatchError) ->
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error("file not found", path) from None
+    except IsADirectoryError:
+        raise error("is a folder, not a file; name the YAML file itself", path) from None
+    except OSError as exc:
+        raise error(f"cannot read the file: {exc.strerror}", path) from None
     except UnicodeDecodeError as exc:
         raise error(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", path) from None
     return parse_yaml(text, str(path), error)
@@ -62,23 +66,34 @@ def parse_yaml(text: str, path: str, error: type[GatewatchError] = GatewatchErro
     if node is None:
         return YamlDocument(path=path, data=None)
     lines: dict[Location, int] = {}
-    _record_lines(node, (), lines)
+    duplicate = _record_lines(node, (), lines)
+    if duplicate is not None:
+        key, line = duplicate
+        raise error(f"duplicate key {key!r}; each key may appear once per mapping, so remove one", path, line)
     data = yaml.SafeLoader(text).get_single_data()
     return YamlDocument(path=path, data=data, lines=lines)
 
 
-def _record_lines(node: yaml.Node, location: Location, lines: dict[Location, int]) -> None:
+def _record_lines(node: yaml.Node, location: Location, lines: dict[Location, int]) -> tuple[str, int] | None:
+    """Store the line of every key path; return the first duplicate key and its line."""
+    duplicate = None
     lines.setdefault(location, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
-            lines[location + (key,)] = key_node.start_mark.line + 1
-            _record_lines(value_node, location + (key,), lines)
-            # The key's own line wins over the value's start line.
-            lines[location + (key,)] = key_node.start_mark.line + 1
+            line = key_node.start_mark.line + 1
+            if key in seen and duplicate is None:
+                duplicate = (key, line)
+            seen.add(key)
+            found = _record_lines(value_node, location + (key,), lines)
+            duplicate = duplicate or found
+            # The key's own line wins over the line where its value starts.
+            lines[location + (key,)] = line
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _record_lines(item, location + (index,), lines)
+            duplicate = duplicate or _record_lines(item, location + (index,), lines)
+    return duplicate
 
 
 def raise_validation_error(

@@ -141,7 +141,8 @@ def test_cli_help_describes_options(tmp_path, command):
 
 
 def test_cli_builtin_rule_tests_pass(tmp_path):
-    result = gatewatch("rules", "test", "--config", str(tmp_path / "none.yaml"), cwd=REPO)
+    # No gatewatch.yaml in tmp_path, so the built-in pack is tested.
+    result = gatewatch("rules", "test", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert " 0 failed" in result.stdout
 
@@ -165,3 +166,26 @@ def test_cli_alerts_list_table(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "flood" in result.stdout
     assert "terminal:sent" in result.stdout
+
+
+def test_cli_rules_missing_explicit_config(tmp_path):
+    result = gatewatch("rules", "validate", "-c", "missing.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert_one_line_error(result, "missing.yaml: config file not found")
+
+
+def test_cli_wrong_format_reported(tmp_path):
+    project(tmp_path)
+    (tmp_path / "gatewatch.yaml").write_text(
+        (tmp_path / "gatewatch.yaml").read_text().replace("format: combined", "format: nginx_json")
+    )
+    result = gatewatch("run", "--once", cwd=tmp_path)
+    assert result.returncode == 3
+    assert "all 1 new lines were rejected by the 'nginx_json' parser" in result.stderr
+
+
+def test_cli_config_is_folder(tmp_path):
+    (tmp_path / "conf").mkdir()
+    result = gatewatch("run", "--once", "-c", "conf", cwd=tmp_path)
+    assert result.returncode == 1
+    assert_one_line_error(result, "is a folder, not a file")

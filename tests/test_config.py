@@ -83,3 +83,20 @@ def test_config_unknown_notifier_type(tmp_path):
 def test_config_secret_not_in_file(tmp_path):
     message = config_error(tmp_path, BASE + "notifiers:\n  - type: slack\n    token: xoxb-secret\n    channel: '#x'\n")
     assert "unknown key 'notifiers.0.token'" in message
+
+
+def test_config_duplicate_key_named(tmp_path):
+    message = config_error(tmp_path, BASE + "database: other.duckdb\n")
+    assert ":8:" in message
+    assert "duplicate key 'database'" in message
+
+
+def test_config_empty_file(tmp_path):
+    message = config_error(tmp_path, "")
+    assert "the config file is empty" in message
+
+
+def test_config_empty_path(tmp_path):
+    message = config_error(tmp_path, BASE.replace("logs/access.log*", '""'))
+    assert ":5:" in message
+    assert "empty path" in message
