@@ -17,6 +17,7 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,10 @@ from gatewatch.store import Store, utc_now
 HEAD_BYTES = 1024
 # Bytes read and parsed per transaction; bounds memory whatever the file size.
 CHUNK_BYTES = 32 * 1024 * 1024
+# Events dated further ahead of this machine's clock are stored but do not
+# move the watermark: one bad timestamp in 2100 must not close every window
+# up to 2100 and leave the real events behind it unevaluated.
+MAX_CLOCK_SKEW = timedelta(minutes=15)
 COMPRESSED_SUFFIXES = (".gz",)
 
 
@@ -41,6 +46,8 @@ class FileReport:
     events: int = 0
     rejects: int = 0
     bytes_read: int = 0
+    # Events dated more than MAX_CLOCK_SKEW ahead of the clock.
+    future: int = 0
 
 
 @dataclass
@@ -61,6 +68,10 @@ class SourceReport:
     @property
     def rejects(self) -> int:
         return sum(f.rejects for f in self.files)
+
+    @property
+    def future(self) -> int:
+        return sum(f.future for f in self.files)
 
 
 @dataclass
@@ -183,12 +194,14 @@ def _ingest_chunk(
     events = add_lineage(result.events, file.source, file.format_name, str(file.path))
     rejects = add_lineage(result.rejects, file.source, file.format_name, str(file.path))
     end_offset = chunk_offset + len(chunk)
+    clock_limit = utc_now() + MAX_CLOCK_SKEW
+    dated = events.filter(pl.col("ts") <= clock_limit)
     store = file.store
     with store.transaction():
         store.insert_frame("events", events)
         store.insert_frame("rejects", rejects)
-        if events.height:
-            store.update_source_state(file.source, events["ts"].min(), events["ts"].max())
+        if dated.height:
+            store.update_source_state(file.source, dated["ts"].min(), dated["ts"].max())
         checkpoint = _save_checkpoint(
             store, file.source, file.head, file.path, file.stat, end_offset, previous, commit=False
         )
@@ -196,6 +209,7 @@ def _ingest_chunk(
     report.events += events.height
     report.rejects += rejects.height
     report.bytes_read += len(chunk)
+    report.future += events.height - dated.height
     return checkpoint
 
 

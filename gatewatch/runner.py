@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -24,9 +25,10 @@ from gatewatch.connectors.base import Connector
 from gatewatch.engine.evaluator import EvaluationSettings, RuleReport, evaluate_rule
 from gatewatch.engine.loader import RuleSet, load_rules
 from gatewatch.errors import ConfigError, GatewatchError, SourceError
-from gatewatch.ingest import SourceReport, ingest_source
+from gatewatch.duration import format_duration
+from gatewatch.ingest import MAX_CLOCK_SKEW, SourceReport, ingest_source
 from gatewatch.notify import DeliveryReport, build_notifier, deliver_pending
-from gatewatch.store import Store
+from gatewatch.store import Store, utc_now
 from gatewatch.yamlsource import raise_validation_error
 
 
@@ -109,8 +111,10 @@ def run_tick(config: Config, console: Console, rules: RuleSet | None = None) -> 
     report = TickReport()
     database = config.resolve(config.database)
     with Store(database) as store:
+        tick_start = utc_now()
         report.sources, ingest_errors = ingest_all(config, store)
         report.errors.extend(ingest_errors)
+        report.errors.extend(_late_event_warnings(store, tick_start))
         rule_set = rules if rules is not None else load_rules(_rule_locations(config))
         report.errors.extend(rule_set.errors)
         notifiers = _build_notifiers(config, console, report)
@@ -118,6 +122,28 @@ def run_tick(config: Config, console: Console, rules: RuleSet | None = None) -> 
         report.delivery = deliver_pending(store.con, notifiers)
         report.errors.extend(_delivery_errors(report.delivery))
     return report
+
+
+def _late_event_warnings(store: Store, since: datetime) -> list[GatewatchError]:
+    """Report events ingested since ``since`` that are older than a rule's last evaluation.
+
+    Their windows were already evaluated, so no rule will count them.
+    """
+    evaluated_to = store.con.execute("SELECT min(evaluated_to) FROM rule_state").fetchone()[0]
+    if evaluated_to is None:
+        return []
+    rows = store.con.execute(
+        "SELECT source, count(*), min(ts) FROM events WHERE ingested_at >= ? AND ts <= ? GROUP BY source",
+        [since, evaluated_to],
+    ).fetchall()
+    return [
+        GatewatchError(
+            f"source {source!r}: {count} events (from {oldest.isoformat()}) arrived after rules had "
+            f"evaluated up to {evaluated_to.isoformat()}, so no rule counts them; if this source lags "
+            "behind the others, raise `engine.allowed_lateness`"
+        )
+        for source, count, oldest in rows
+    ]
 
 
 def _delivery_errors(delivery: DeliveryReport) -> list[GatewatchError]:
@@ -166,6 +192,15 @@ def ingest_all(config: Config, store: Store) -> tuple[list[SourceReport], list[G
             continue
         reports.append(result)
         errors.extend(result.errors)
+        if result.future:
+            errors.append(
+                config.error(
+                    f"source {source.name!r}: {result.future} events are dated more than "
+                    f"{format_duration(MAX_CLOCK_SKEW)} ahead of this machine's clock; they are stored "
+                    "but do not move the watermark. Check the log's time zone and the clock",
+                    "sources", index, "timezone",
+                )
+            )
         if result.lines and not result.events:
             errors.append(
                 config.error(

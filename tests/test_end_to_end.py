@@ -269,3 +269,29 @@ def test_end_to_end_slack_outage_exits_3_then_delivers(workdir, slack):
     recovered = run_once(config, slack)
     assert recovered.returncode == 0, recovered.stderr
     assert sorted(posted_alert_ids(slack)) == sorted(a[0] for a in stored_alerts(workdir))
+
+
+def test_end_to_end_future_line_keeps_watermark(workdir, slack):
+    """One line dated in 2100 must not close the windows of the real traffic."""
+    config = write_config(workdir, slack)
+    future = '192.0.2.10 - - [01/Jan/2100:00:00:00 +0000] "GET /healthz HTTP/1.1" 200 2 "-" "kube-probe/1.29"\n'
+    (workdir / "logs" / "access.log.9").write_text(future)
+    os.utime(workdir / "logs" / "access.log.9", (1, 1))
+    result = run_once(config, slack)
+    assert result.returncode == 3
+    assert "1 events are dated more than 15m ahead" in result.stderr
+    pairs = {(rule, ip) for _, rule, ip in stored_alerts(workdir)}
+    assert expected_pairs() <= pairs
+
+
+def test_end_to_end_lagging_source_reported(workdir, slack):
+    """Events older than the rules' last evaluation are reported, not silently skipped."""
+    config = write_config(workdir, slack)
+    gz = workdir / "logs" / "access.log.2.gz"
+    held_back = workdir / "held.gz"
+    gz.rename(held_back)
+    run_once(config, slack)
+    held_back.rename(gz)
+    result = run_once(config, slack)
+    assert result.returncode == 3
+    assert "arrived after rules had evaluated up to" in result.stderr

@@ -151,3 +151,21 @@ def test_evaluator_outbox_row_per_notifier(store, tmp_path):
     evaluate_rule(store, compiled(tmp_path), ["terminal", "slack"], SETTINGS, until=at("10:10:00"))
     rows = store.con.execute("SELECT notifier, state FROM outbox ORDER BY notifier").fetchall()
     assert rows == [("slack", "pending"), ("terminal", "pending")]
+
+
+def test_evaluator_jumps_gap_between_bursts(store, tmp_path):
+    later = [dict(row, ts=row["ts"] + timedelta(days=365)) for row in burst("198.51.100.9", "10:00:00", 12)]
+    insert_events(store, burst("203.0.113.7", "10:00:00", 12) + later)
+    settings = EvaluationSettings(lateness=timedelta(0), new_rule_lookback=timedelta(days=800))
+    report = evaluate_rule(store, compiled(tmp_path), [], settings, until=at("11:00:00") + timedelta(days=365))
+    assert len(report.alert_ids) == 2
+    assert report.evaluated_to == at("11:00:00") + timedelta(days=365)
+
+
+def test_evaluator_new_rule_starts_at_lookback(store, tmp_path):
+    old = burst("203.0.113.7", "10:00:00", 12)
+    recent = [dict(row, ts=row["ts"] + timedelta(days=30)) for row in burst("198.51.100.9", "10:00:00", 12)]
+    insert_events(store, old + recent)
+    report = evaluate_rule(store, compiled(tmp_path), [], SETTINGS, until=at("11:00:00") + timedelta(days=30))
+    assert [a["group"] for a in alerts(store)] == [{"client_ip": "198.51.100.9"}]
+    assert report.evaluated_from == at("10:59:00") + timedelta(days=23)

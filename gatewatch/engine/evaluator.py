@@ -76,6 +76,7 @@ def evaluate_rule(
     report.evaluated_from = start
     slice_start = start
     while slice_start < last_end:
+        slice_start = _skip_empty_span(store, rule, slice_start, last_end)
         slice_end = min(last_end, floor_to_grid(slice_start + MAX_SLICE, rule.every_us))
         if slice_end <= slice_start:
             slice_end = last_end
@@ -85,6 +86,25 @@ def evaluate_rule(
         slice_start = slice_end
     report.evaluated_to = last_end
     return report
+
+
+def _skip_empty_span(store: Store, rule: CompiledRule, start: datetime, last_end: datetime) -> datetime:
+    """Move ``start`` past window ends whose windows hold no event at all.
+
+    After a gap in the logs (days without traffic, or an old file followed
+    by a new one), this jumps to the next event instead of evaluating every
+    empty window in between.
+    """
+    window = timedelta(microseconds=rule.window_us)
+    step = timedelta(microseconds=rule.every_us)
+    next_event = store.con.execute(
+        "SELECT min(ts) FROM events WHERE ts > ? AND ts <= ?", [start - window, last_end]
+    ).fetchone()[0]
+    if next_event is None:
+        return last_end
+    # Window ends up to one step before the next event's grid point cover
+    # only the empty span (start - window, next_event).
+    return max(start, floor_to_grid(next_event, rule.every_us) - step)
 
 
 def _evaluated_to(store: Store, rule: CompiledRule, limit: datetime, settings: EvaluationSettings) -> datetime | None:
