@@ -241,5 +241,9 @@ def _evaluate_all(
         except duckdb.Error as exc:
             message = str(exc).splitlines()[0]
             report.errors.append(
-                GatewatchError(f"rule {rule.id!r} failed in DuckDB: {message}", rule.rule.path, rule.rule.line)
+                GatewatchError(
+                    f"rule {rule.id!r} failed in DuckDB: {message}",
+                    rule.rule.path,
+                    rule.rule.line_of("where" if rule.rule.where else "having"),
+                )
             )

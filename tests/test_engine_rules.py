@@ -124,3 +124,23 @@ def test_rule_missing_folder_keeps_other_rules(tmp_path):
     rule_set = load_rules([tmp_path / "missing", tmp_path])
     assert [r.id for r in rule_set.rules] == ["stuffing"]
     assert "rule file or folder not found" in str(rule_set.errors[0])
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["status = 'abc'", "status // 0 = 1", "cast(path as integer) = 1", "regexp_matches(path, '(')"],
+)
+def test_rule_runtime_fault_caught_at_load(tmp_path, where):
+    message = only_error(tmp_path, VALID.replace("method = 'POST' and status in (401, 403)", where))
+    assert ":5:" in message
+    assert "DuckDB rejects the rule's SQL" in message
+
+
+def test_rule_window_shorter_than_every(tmp_path):
+    message = only_error(tmp_path, VALID + "every: 10m\n")
+    assert "shorter than `every`" in message
+
+
+def test_rule_list_generator_rejected(tmp_path):
+    message = only_error(tmp_path, VALID.replace("status in (401, 403)", "len(range(0, 2000000000)) > 0"))
+    assert "builds lists of unbounded size" in message

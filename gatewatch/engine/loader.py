@@ -12,11 +12,14 @@ from importlib import resources
 from pathlib import Path
 
 import duckdb
+import polars as pl
 from pydantic import ValidationError
 
 from gatewatch.engine.compiler import CompiledRule, compile_rule
 from gatewatch.engine.rule import Rule
 from gatewatch.errors import GatewatchError, RuleError
+from gatewatch.events import conform
+from gatewatch.ingest import add_lineage
 from gatewatch.store import Store
 from gatewatch.yamlsource import load_yaml, raise_validation_error
 
@@ -85,20 +88,54 @@ def load_rules(locations: list[str | Path]) -> RuleSet:
     return result
 
 
+# One plausible event, so that checking a rule's query also runs its
+# expressions on values: `status = 'abc'` or a bad regular expression fail
+# only when a row reaches them.
+_PROBE_EVENT = {
+    "ts": datetime(2000, 1, 1, 0, 0, 30),
+    "client_ip": "192.0.2.1",
+    "method": "GET",
+    "scheme": "https",
+    "host": "api.example.com",
+    "path": "/api/v1/items/1",
+    "query": "page=1",
+    "http_version": "HTTP/1.1",
+    "status": 200,
+    "bytes_sent": 512,
+    "bytes_received": 128,
+    "duration_ms": 12.5,
+    "user_agent": "curl/8.5.0",
+    "referer": "https://example.com/",
+    "user": "alice",
+    "malformed": False,
+    "extra": "{}",
+}
+
+
 def _check_in_duckdb(result: RuleSet) -> None:
-    """Plan each rule's query against an empty store, so that a wrong function
-    name or type is reported now, with the rule's file, and not at run time."""
+    """Run each rule's query over one probe event in an empty store.
+
+    A wrong function name, a type mismatch or an invalid pattern is then
+    reported now, with the rule's file, and not at every tick.
+    """
     if not result.rules:
         return
     with Store(":memory:") as store:
+        frame = add_lineage(conform(pl.DataFrame([_PROBE_EVENT]).with_columns(offset=pl.lit(0))), "probe", "probe", "probe")
+        store.insert_frame("events", frame)
+        params = [datetime(1999, 12, 31), datetime(2000, 1, 2), datetime(1999, 12, 31), datetime(2000, 1, 2)]
         for compiled in list(result.rules):
-            params = [datetime(2000, 1, 1)] * 4
             try:
                 store.con.execute(compiled.candidates_sql, params).fetchall()
             except duckdb.Error as exc:
                 detail = str(exc).splitlines()[0]
+                key = "where" if compiled.rule.where else "having"
                 result.errors.append(
-                    RuleError(f"DuckDB rejects the rule's SQL: {detail}", compiled.rule.path, compiled.rule.line)
+                    RuleError(
+                        f"DuckDB rejects the rule's SQL: {detail}",
+                        compiled.rule.path,
+                        compiled.rule.line_of(key),
+                    )
                 )
                 result.rules.remove(compiled)
 

@@ -81,6 +81,11 @@ class Rule(BaseModel):
                 raise ValueError("an aggregate rule needs `window:`, such as `window: 5m`")
             if self.having is None:
                 raise ValueError("an aggregate rule needs `having:`, such as `having: count(*) >= 100`")
+            if self.window < self.every:
+                raise ValueError(
+                    f"`window` ({self.window}) is shorter than `every` ({self.every}), so events between "
+                    "windows would never count; make `window` at least as long as `every`"
+                )
         if self.type == "match":
             if self.having is not None:
                 raise ValueError("a match rule takes no `having:`; use `type: aggregate` to count events")

@@ -24,6 +24,8 @@ FORBIDDEN_FUNCTIONS = frozenset(
         "pg_typeof", "system", "shell",
     }
 )
+# List generators can allocate without bound for each event.
+GENERATOR_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
 FORBIDDEN_PREFIXES = ("read_", "parquet_", "duckdb_", "pragma_", "sqlite_", "postgres_", "mysql_")
 FORBIDDEN_NODES = (
     exp.Query, exp.Subquery, exp.Table, exp.Exists, exp.Placeholder, exp.Parameter,
@@ -103,6 +105,11 @@ def _check_node(node: exp.Expression, text: str) -> None:
         )
     if isinstance(node, exp.Func):
         name = function_name(node)
+        if name in GENERATOR_FUNCTIONS:
+            raise ExpressionError(
+                f"function {name}() is not allowed in a rule: it builds lists of unbounded size",
+                _column_of(text, name),
+            )
         if name in FORBIDDEN_FUNCTIONS or name.startswith(FORBIDDEN_PREFIXES):
             raise ExpressionError(
                 f"function {name}() is not allowed in a rule: it reads outside the events table",
