@@ -8,7 +8,9 @@ file: notifiers name the environment variables that hold them.
 from __future__ import annotations
 
 import difflib
+import os
 import zoneinfo
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Union
@@ -95,6 +97,9 @@ class Config(StrictModel):
     notifiers: list[NotifierConfig] = Field(default_factory=lambda: [TerminalNotifierConfig()])
     engine: EngineConfig = Field(default_factory=EngineConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    # Environment variable holding the HMAC key of credential fingerprints.
+    # Unset: each database makes and keeps its own random key.
+    fingerprint_key_env: str | None = None
 
     # Set by load_config, not read from the file.
     config_path: str | None = Field(default=None, exclude=True)
@@ -111,6 +116,19 @@ class Config(StrictModel):
         if isinstance(self.document, YamlDocument):
             return self.document.line_of(location)
         return None
+
+    def fingerprint_key(self, store_key: Callable[[], bytes]) -> bytes:
+        """Return the key named by ``fingerprint_key_env``, or the store's own key."""
+        if self.fingerprint_key_env is None:
+            return store_key()
+        value = os.environ.get(self.fingerprint_key_env, "")
+        if not value:
+            raise self.error(
+                f"environment variable {self.fingerprint_key_env} is not set or empty; set it to a long "
+                "random string, or remove fingerprint_key_env to let the database keep its own key",
+                "fingerprint_key_env",
+            )
+        return value.encode("utf-8")
 
     def error(self, message: str, *location: str | int) -> GatewatchError:
         """Build a ConfigError that points at ``location`` in the config file."""

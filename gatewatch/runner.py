@@ -89,7 +89,7 @@ def run_lock(database: Path) -> Iterator[None]:
         handle.close()
 
 
-def build_connector(config: Config, index: int) -> Connector:
+def build_connector(config: Config, index: int, fingerprint_key: bytes = b"") -> Connector:
     """Create the connector of source ``index`` with its validated options."""
     source = config.sources[index]
     try:
@@ -103,7 +103,7 @@ def build_connector(config: Config, index: int) -> Connector:
             config.document, exc, ConfigError, prefix=("sources", index, "options"),
             model=connector_class.options_model,
         )
-    return connector_class(options)
+    return connector_class(options, fingerprint_key=fingerprint_key)
 
 
 def run_tick(config: Config, console: Console, rules: RuleSet | None = None) -> TickReport:
@@ -176,9 +176,13 @@ def ingest_all(config: Config, store: Store) -> tuple[list[SourceReport], list[G
     """Ingest every source; a source or file that fails is reported and the rest go on."""
     reports: list[SourceReport] = []
     errors: list[GatewatchError] = []
+    try:
+        fingerprint_key = config.fingerprint_key(store.fingerprint_key)
+    except GatewatchError as exc:
+        return reports, [exc]
     for index, source in enumerate(config.sources):
         try:
-            connector = build_connector(config, index)
+            connector = build_connector(config, index, fingerprint_key)
             patterns = [str(config.resolve(p)) for p in source.paths]
             result = ingest_source(store, source.name, source.format, connector, patterns)
         except SourceError as exc:

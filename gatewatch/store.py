@@ -6,6 +6,7 @@ outbox row commits in the same transaction as the data it describes.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -127,6 +128,15 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
+    # 2: per-store settings, first the key of credential fingerprints.
+    [
+        """
+        CREATE TABLE settings (
+            name VARCHAR PRIMARY KEY,
+            value VARCHAR NOT NULL
+        )
+        """,
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -209,6 +219,23 @@ class Store:
                 for statement in MIGRATIONS[number - 1]:
                     con.execute(statement)
                 con.execute("INSERT INTO schema_version VALUES (?, ?)", [number, utc_now()])
+
+    def fingerprint_key(self) -> bytes:
+        """Return this store's HMAC key for credential fingerprints, creating it on first use.
+
+        The key is 32 random bytes kept in the ``settings`` table, so the
+        same credential gets the same ``credential_id`` in every run against
+        this database and a different one in any other database.
+        """
+        row = self.con.execute("SELECT value FROM settings WHERE name = 'fingerprint_key'").fetchone()
+        if row is not None:
+            return bytes.fromhex(row[0])
+        key = secrets.token_bytes(32)
+        self.con.execute(
+            "INSERT INTO settings VALUES ('fingerprint_key', ?) ON CONFLICT DO NOTHING", [key.hex()]
+        )
+        row = self.con.execute("SELECT value FROM settings WHERE name = 'fingerprint_key'").fetchone()
+        return bytes.fromhex(row[0])
 
     def insert_frame(self, table: str, frame: pl.DataFrame) -> None:
         """Append a polars frame to ``table``, matching columns by name."""

@@ -392,6 +392,53 @@ def test_combined_trusted_proxy_with_address_list():
     assert "remote_addr" not in row["extra"]
 
 
+def test_combined_trusted_networks_skip_own_proxies():
+    line = (
+        '10.0.0.1 - - [01/Jan/2025:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "x" '
+        '"192.0.2.66, 198.51.100.1, 10.20.0.4"'
+    )
+    row = parse_one(line, trailing_fields=["http_x_forwarded_for"], trusted_proxies=["10.0.0.0/8"])
+    assert row["client_ip"] == "198.51.100.1"
+    assert row["extra"]["remote_addr"] == "10.0.0.1"
+
+
+def test_combined_trusted_networks_forged_entry_ignored():
+    # The client wrote 10.9.9.9 itself, left of its own address: it is not trusted
+    # because an untrusted address stands right of it.
+    line = (
+        '10.0.0.1 - - [01/Jan/2025:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "x" '
+        '"10.9.9.9, 203.0.113.7"'
+    )
+    row = parse_one(line, trailing_fields=["http_x_forwarded_for"], trusted_proxies=["10.0.0.0/8"])
+    assert row["client_ip"] == "203.0.113.7"
+
+
+def test_combined_trusted_networks_all_trusted_gives_leftmost():
+    line = '10.0.0.1 - - [01/Jan/2025:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "x" "10.1.1.1, 10.2.2.2"'
+    row = parse_one(line, trailing_fields=["http_x_forwarded_for"], trusted_proxies=["10.0.0.0/8"])
+    assert row["client_ip"] == "10.1.1.1"
+
+
+def test_combined_trusted_networks_ipv6_and_mapped():
+    line = (
+        '[2001:db8::1] - - [01/Jan/2025:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "x" '
+        '"::ffff:203.0.113.9, 2001:db8::5"'
+    )
+    row = parse_one(line, trailing_fields=["http_x_forwarded_for"], trusted_proxies=["2001:db8::/32"])
+    assert row["client_ip"] == "203.0.113.9"
+
+
+def test_combined_trusted_networks_invalid_cidr():
+    with pytest.raises(ValidationError, match="invalid network '10.0.0.0/33'"):
+        CombinedOptions(trusted_proxies=["10.0.0.0/33"])
+
+
+def test_combined_without_trust_keeps_connecting_address():
+    row = parse_one(XFF_TRAILING_LINE, trailing_fields=["http_x_forwarded_for"])
+    assert row["client_ip"] == "10.0.0.1"
+    assert row["forwarded_for"] == "198.51.100.1, ::ffff:203.0.113.2"
+
+
 def test_combined_trusted_proxy_without_chain():
     row = parse_one('192.0.2.10 - - [01/Jan/2025:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "x"', trusted_proxy_count=1)
     assert row["client_ip"] == "192.0.2.10"

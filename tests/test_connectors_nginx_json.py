@@ -295,6 +295,13 @@ def test_nginx_json_client_behind_two_proxies():
     assert row["client_ip"] == "198.51.100.1"
 
 
+def test_nginx_json_client_from_trusted_networks():
+    line = '{"time":"2026-03-02T08:15:00Z","remote_addr":"10.0.0.1","http_x_forwarded_for":"192.0.2.9, 198.51.100.1, 10.3.3.3"}'
+    row = parse_one(line, trusted_proxies=["10.0.0.0/8"])
+    assert row["client_ip"] == "198.51.100.1"
+    assert row["extra"]["remote_addr"] == "10.0.0.1"
+
+
 def test_nginx_json_client_without_forwarded_for():
     row = parse_one('{"time":"2026-03-02T08:15:00Z","remote_addr":"10.0.0.1"}', trusted_proxy_count=1)
     assert row["client_ip"] == "10.0.0.1"

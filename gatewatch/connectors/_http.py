@@ -6,6 +6,8 @@ expressions, so a whole chunk is processed at once.
 
 from __future__ import annotations
 
+import ipaddress
+
 import polars as pl
 
 # RFC 9110 token characters, the only ones a method may contain.
@@ -171,3 +173,72 @@ def pick_forwarded_client(chain: pl.Expr, trusted_proxy_count: int) -> pl.Expr:
     entries = chain.str.split(",").list.eval(pl.element().str.strip_chars())
     picked = entries.list.get(-(trusted_proxy_count + 1), null_on_oob=True)
     return null_if_dash(pl.coalesce(picked, entries.list.first()))
+
+
+def parse_networks(cidrs: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Parse CIDR ranges such as ``10.0.0.0/8`` or ``2001:db8::/32``; a bare address is a /32 or /128.
+
+    Raises ValueError naming the first invalid entry.
+    """
+    networks = []
+    for cidr in cidrs:
+        try:
+            networks.append(ipaddress.ip_network(cidr.strip(), strict=False))
+        except ValueError:
+            raise ValueError(
+                f"invalid network {cidr!r}; write an address or a CIDR range such as 10.0.0.0/8 or 2001:db8::/32"
+            ) from None
+    return networks
+
+
+def _address_in_networks(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    text = address.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    try:
+        parsed = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        parsed = parsed.ipv4_mapped
+    return any(parsed in network for network in networks)
+
+
+def pick_untrusted_client(
+    chain: pl.Series, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> pl.Series:
+    """Return the right-most address of each proxy chain that is not a trusted proxy.
+
+    ``chain`` is the X-Forwarded-For list with the connecting address
+    appended, left to right. Walking from the right, addresses inside
+    ``networks`` are the operator's proxies and are skipped. The first one
+    outside is the client. Everything left of it may be forged by that client. A chain made only of trusted addresses gives its left-most entry.
+    The membership test runs once per distinct address, not per row.
+    """
+    entries = (
+        pl.DataFrame({"_chain": chain.cast(pl.String)})
+        .with_row_index("_row")
+        .with_columns(_entry=pl.col("_chain").str.split(",").list.eval(pl.element().str.strip_chars()))
+        .explode("_entry")
+        .with_columns(_position=pl.int_range(pl.len()).over("_row"))
+        .filter(pl.col("_entry").is_not_null() & (pl.col("_entry") != "") & (pl.col("_entry") != "-"))
+    )
+    distinct = entries["_entry"].unique()
+    trusted = pl.DataFrame(
+        {
+            "_entry": distinct,
+            "_trusted": pl.Series([_address_in_networks(value, networks) for value in distinct.to_list()], dtype=pl.Boolean),
+        }
+    )
+    entries = entries.join(trusted, on="_entry", how="left")
+    client = entries.filter(~pl.col("_trusted")).group_by("_row").agg(pl.col("_entry").sort_by("_position").last())
+    leftmost = entries.group_by("_row").agg(_leftmost=pl.col("_entry").sort_by("_position").first())
+    picked = (
+        pl.DataFrame({"_row": pl.int_range(chain.len(), eager=True, dtype=pl.UInt32)})
+        .join(client, on="_row", how="left")
+        .join(leftmost, on="_row", how="left")
+        .sort("_row")
+    )
+    return picked.select(pl.coalesce("_entry", "_leftmost")).to_series().alias(chain.name)

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gatewatch.connectors._http import parse_networks
 from gatewatch.events import conform
 
 
@@ -18,6 +19,16 @@ class ConnectorOptions(BaseModel):
 
     # IANA zone for timestamps that carry no UTC offset.
     timezone: str = "UTC"
+    # Addresses and CIDR ranges of the operator's own proxies and load
+    # balancers. When set, client_ip is the right-most address of the
+    # X-Forwarded-For chain (plus the connecting address) outside them.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, cidrs: list[str]) -> list[str]:
+        parse_networks(cidrs)
+        return cidrs
 
 
 @dataclass
@@ -54,8 +65,11 @@ class Connector:
     aliases: ClassVar[tuple[str, ...]] = ()
     options_model: ClassVar[type[ConnectorOptions]] = ConnectorOptions
 
-    def __init__(self, options: ConnectorOptions | None = None):
+    def __init__(self, options: ConnectorOptions | None = None, fingerprint_key: bytes = b""):
         self.options = options if options is not None else self.options_model()
+        # HMAC key for credential fingerprints; ingest passes the store's key.
+        self.fingerprint_key = fingerprint_key
+        self.trusted_networks = parse_networks(self.options.trusted_proxies)
 
     def parse(self, lines: pl.DataFrame) -> ParseResult:
         """Parse a frame with ``line`` (String) and ``offset`` (Int64) columns."""

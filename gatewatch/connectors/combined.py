@@ -19,6 +19,7 @@ from gatewatch.connectors._http import (
     null_if_dash,
     normalize_client_address,
     pick_forwarded_client,
+    pick_untrusted_client,
     with_request_line,
     with_target_parts,
 )
@@ -236,12 +237,13 @@ class CombinedConnector(Connector):
             request_id=pl.col("_named_request_id"),
             _remote_addr=pl.col("client_ip"),
         )
-        if self.options.trusted_proxy_count:
-            staged = staged.with_columns(**self._forwarded_client_columns())
-        return _with_extra(staged.collect(), _extra_members(named_extra))
+        staged = staged.collect()
+        if self.options.trusted_proxy_count or self.trusted_networks:
+            staged = self._with_forwarded_client(staged)
+        return _with_extra(staged, _extra_members(named_extra))
 
-    def _forwarded_client_columns(self) -> dict[str, pl.Expr]:
-        """Return client_ip and _client_ip_raw taken from the proxy chain."""
+    def _with_forwarded_client(self, staged: pl.DataFrame) -> pl.DataFrame:
+        """Replace client_ip and _client_ip_raw by the client picked from the proxy chain."""
         # A list in the address position already ends with the connecting
         # proxy. A trailing X-Forwarded-For field does not, so the
         # connecting address is appended.
@@ -252,12 +254,16 @@ class CombinedConnector(Connector):
             pl.concat_str([pl.col("_named_forwarded_for"), pl.col("_remote_addr")], separator=", "),
             leading_chain,
         )
-        picked = pick_forwarded_client(chain, self.options.trusted_proxy_count)
-        client_ip, client_ip_raw = normalize_client_address(picked)
-        return {
-            "client_ip": pl.coalesce(client_ip, pl.col("client_ip")),
-            "_client_ip_raw": pl.when(client_ip.is_not_null()).then(client_ip_raw).otherwise(pl.col("_client_ip_raw")),
-        }
+        if self.trusted_networks:
+            picked_values = pick_untrusted_client(staged.select(chain).to_series(), self.trusted_networks)
+        else:
+            picked_values = staged.select(pick_forwarded_client(chain, self.options.trusted_proxy_count)).to_series()
+        staged = staged.with_columns(_picked=picked_values)
+        client_ip, client_ip_raw = normalize_client_address(null_if_dash(pl.col("_picked")))
+        return staged.with_columns(
+            client_ip=pl.coalesce(client_ip, pl.col("client_ip")),
+            _client_ip_raw=pl.when(client_ip.is_not_null()).then(client_ip_raw).otherwise(pl.col("_client_ip_raw")),
+        ).drop("_picked")
 
     def _map_trailing_fields(self, trailing: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
         """Assign the named trailing fields to columns or extra members."""

@@ -22,6 +22,7 @@ from gatewatch.connectors._http import (
     normalize_client_address,
     null_if_dash,
     pick_forwarded_client,
+    pick_untrusted_client,
     with_request_line,
     with_target_parts,
 )
@@ -216,9 +217,16 @@ class NginxJsonConnector(Connector):
         staged = with_target_parts(staged, "_target", "method", "_target_")
         columns, invalid = self._value_columns()
         staged = staged.with_columns(**columns)
-        if self.options.trusted_proxy_count:
+        if self.options.trusted_proxy_count or self.trusted_networks:
             chain = pl.concat_str([pl.col("forwarded_for"), pl.col("client_ip")], separator=", ")
-            picked, picked_raw = normalize_client_address(pick_forwarded_client(chain, self.options.trusted_proxy_count))
+            if self.trusted_networks:
+                staged = staged.collect()
+                staged = staged.with_columns(
+                    _picked=pick_untrusted_client(staged.select(chain).to_series(), self.trusted_networks)
+                ).lazy()
+            else:
+                staged = staged.with_columns(_picked=pick_forwarded_client(chain, self.options.trusted_proxy_count))
+            picked, picked_raw = normalize_client_address(null_if_dash(pl.col("_picked")))
             staged = staged.with_columns(
                 client_ip=pl.coalesce(picked, pl.col("client_ip")),
                 _client_ip_raw=pl.when(picked.is_not_null()).then(picked_raw).otherwise(pl.col("_client_ip_raw")),
