@@ -188,3 +188,17 @@ def test_cli_config_is_folder(tmp_path):
     result = gatewatch("run", "--once", "-c", "conf", cwd=tmp_path)
     assert result.returncode == 1
     assert_one_line_error(result, "is a folder, not a file")
+
+
+def test_cli_rules_list_durations_readable(tmp_path):
+    long_id = "flood-with-a-rather-long-identifier-name"
+    root = project(tmp_path, rule=GOOD_RULE.replace("id: flood", f"id: {long_id}"))
+    env_columns = {"COLUMNS": "60"}
+    result = subprocess.run(
+        [sys.executable, "-m", "gatewatch.cli", "rules", "list"],
+        cwd=root, capture_output=True, text=True, timeout=120, env={**os.environ, **env_columns},
+    )
+    assert result.returncode == 0, result.stderr
+    assert long_id in result.stdout
+    assert " 5m " in result.stdout
+    assert "0:05:00" not in result.stdout
