@@ -202,3 +202,12 @@ def test_cli_rules_list_durations_readable(tmp_path):
     assert long_id in result.stdout
     assert " 5m " in result.stdout
     assert "0:05:00" not in result.stdout
+
+
+def test_readme_rule_example_tests_pass(tmp_path):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = readme.split("```yaml\nid: ", 1)[1].split("```", 1)[0]
+    (tmp_path / "example.yaml").write_text("id: " + example)
+    result = gatewatch("rules", "test", str(tmp_path / "example.yaml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed, 0 failed" in result.stdout
