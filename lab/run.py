@@ -74,6 +74,11 @@ def print_outcome(console: Console, truth: dict[str, Any], report: WatchReport) 
         console.print(f"gatewatch: {error}", markup=False, style="red")
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """Raise KeyboardInterrupt, so SIGTERM runs the same cleanup as Ctrl-C."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the traffic generator")
@@ -87,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     console.print(f"run folder: {run_dir}", markup=False)
 
-    # SIGTERM leaves through the same cleanup as Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     slack_standin = _load_slack_standin()
     try:
         with slack_standin(channels={SLACK_CHANNEL}) as slack, LabStack(run_dir) as stack:
@@ -99,15 +103,17 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[SLACK_TOKEN_ENV] = slack.token
             config = write_config(run_dir, slack.base_url)
             console.print(f"gatewatch config: {config}", markup=False)
-            report = run_gatewatch(config, console)
+            # A served lab gets more traffic later, so its windows stay open.
+            report = run_gatewatch(config, console, close_windows=not args.serve)
             print_outcome(console, truth, report)
             console.print(f"Slack stand-in received {len(slack.messages)} messages in {SLACK_CHANNEL}", markup=False)
 
             if args.serve:
                 console.print(
-                    "serving; send requests with curl -H 'X-Forwarded-For: 203.0.113.7' "
-                    f"http://127.0.0.1:{stack.port}/..., then run `gatewatch run --once -c {config}` "
-                    f"with {SLACK_TOKEN_ENV}={slack.token}. Ctrl-C stops everything.",
+                    f"serving on 127.0.0.1:{stack.port}. Send requests with curl -H 'Host: shop.lab.test' "
+                    f"-H 'X-Forwarded-For: 203.0.113.7' http://127.0.0.1:{stack.port}/healthz and run "
+                    f"`{SLACK_TOKEN_ENV}={slack.token} gatewatch run -c {config}`. A window is evaluated "
+                    "once later traffic moves the watermark past its end. Ctrl-C stops everything.",
                     markup=False,
                 )
                 threading.Event().wait()

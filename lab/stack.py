@@ -126,6 +126,8 @@ class LabStack:
         finally:
             stderr.close()
         self._track("shop API", process)
+        # For stopping by hand after the lab itself was killed with SIGKILL.
+        (self.root / "upstream.pid").write_text(f"{process.pid}\n")
         assert process.stdout is not None
         first_line = process.stdout.readline().decode().strip()
         process.stdout.close()

@@ -69,7 +69,8 @@ class AuditEntry:
 
     @property
     def blocked_by_crs(self) -> bool:
-        return CRS_BLOCKING_RULE in self.rule_ids
+        """Whether CRS's anomaly rule denied the request; in DetectionOnly mode it only matches."""
+        return CRS_BLOCKING_RULE in self.rule_ids and self.status == 403
 
 
 def read_audit_log(path: Path) -> list[AuditEntry]:

@@ -84,13 +84,20 @@ def write_config(
     return path
 
 
-def run_gatewatch(config_path: Path, console: Console) -> WatchReport:
-    """Run one tick, then close every window up to the end of the logs and deliver again."""
+def run_gatewatch(config_path: Path, console: Console, close_windows: bool = True) -> WatchReport:
+    """Run one tick; with ``close_windows``, also close every window up to the end of the logs and deliver again.
+
+    Leave ``close_windows`` off when more traffic will follow, because later
+    runs do not evaluate events older than the closed windows.
+    """
     config = load_config(config_path)
     database = config.resolve(config.database)
+    closing: DeliveryReport | None = None
+    errors: list[GatewatchError] = []
     with run_lock(database):
         tick = run_tick(config, console)
-        closing, errors = _close_windows(config, console)
+        if close_windows:
+            closing, errors = _close_windows(config, console)
     return WatchReport(tick=tick, closing=closing, errors=[*tick.errors, *errors], alerts=stored_alerts(database))
 
 
