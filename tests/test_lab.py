@@ -11,6 +11,7 @@ or CRS is not installed (`.ci/run` installs them).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import sys
@@ -143,6 +144,17 @@ def test_lab_stack_stops_on_error(install, tmp_path):
         with LabStack(tmp_path, install) as stack:
             raise RuntimeError("traffic failed")
     assert len(stack.started) == 2
+    for name, process in stack.started:
+        assert process.poll() is not None, f"{name} (pid {process.pid}) still runs"
+
+
+def test_lab_stack_stops_api_when_nginx_fails(install, tmp_path):
+    broken = dataclasses.replace(install, module=tmp_path / "missing_module.so")
+    stack = LabStack(tmp_path, broken)
+    with pytest.raises(RuntimeError, match="nginx -t failed"):
+        with stack:
+            pass
+    assert [name for name, _ in stack.started] == ["shop API"]
     for name, process in stack.started:
         assert process.poll() is not None, f"{name} (pid {process.pid}) still runs"
 
