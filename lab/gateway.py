@@ -78,7 +78,7 @@ class GatewayFiles:
 def find_install() -> GatewayInstall:
     """Locate nginx, the ModSecurity module and the CRS files; raise GatewayMissing with the fix."""
     install_hint = (
-        "install them with `apt-get install -y --no-install-recommends nginx "
+        "install the lab's packages with `apt-get install -y --no-install-recommends nginx "
         "libnginx-mod-http-modsecurity modsecurity-crs` (Debian 12)"
     )
     nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
