@@ -174,6 +174,33 @@ def test_lab_every_access_line_is_an_event(lab_run, reports, access_format):
     assert query(path, "SELECT count(*) FROM events WHERE source = 'edge' AND request_id IS NULL")[0][0] == 0
 
 
+# Columns that both lab log formats carry; the JSON log also has host,
+# request length and request time.
+SHARED_COLUMNS = [
+    "ts", "client_ip", "forwarded_for", "method", "path", "query", "http_version", "status",
+    "bytes_sent", "user_agent", "referer", "user", "malformed",
+]
+
+
+@pytest.mark.parametrize("column", SHARED_COLUMNS)
+def test_lab_connectors_agree_per_request(lab_run, reports, column):
+    """The combined and nginx_json connectors read the same value from both logs of one request."""
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH '{database(lab_run, 'combined')}' AS combined (READ_ONLY)")
+        con.execute(f"ATTACH '{database(lab_run, 'nginx_json')}' AS json_log (READ_ONLY)")
+        joined = con.execute(
+            "SELECT count(*) FROM combined.events c JOIN json_log.events j USING (request_id) "
+            "WHERE c.source = 'edge' AND j.source = 'edge'"
+        ).fetchone()[0]
+        differing = con.execute(
+            f"SELECT request_id, c.{column}, j.{column} FROM combined.events c JOIN json_log.events j "
+            f"USING (request_id) WHERE c.source = 'edge' AND j.source = 'edge' AND c.{column} IS DISTINCT FROM j.{column} "
+            "LIMIT 3"
+        ).fetchall()
+    assert joined == sum(1 for line in lab_run.files.access_log.read_bytes().splitlines() if line.strip())
+    assert differing == []
+
+
 @pytest.mark.parametrize("access_format", ACCESS_FORMATS)
 @pytest.mark.parametrize("name", ATTACKERS_NOW)
 def test_lab_attacker_alerted(lab_run, reports, access_format, name):
