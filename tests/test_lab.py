@@ -231,19 +231,21 @@ def test_lab_attack_expected_later(lab_run, reports, name):
         pytest.xfail(f"{name} ({outcome.kind}) raised no alert yet; the ground truth expects a later rule")
 
 
+def crs_blocks_of(actor: dict[str, Any], audit_entries: list[AuditEntry]) -> list[AuditEntry]:
+    return [entry for entry in audit_entries if entry.blocked_by_crs and entry.client_ip in actor["addresses"]]
+
+
 def test_lab_crs_blocks_injection(lab_run, audit_entries):
     blocked = actor_truth(lab_run, "injection-blocked")
     passing = actor_truth(lab_run, "injection-passing")
-    blocks_from = lambda actor: [e for e in audit_entries if e.blocked_by_crs and e.client_ip in actor["addresses"]]  # noqa: E731
-    assert len(blocks_from(blocked)) == blocked["sent"]
-    assert blocks_from(passing) == []
+    assert len(crs_blocks_of(blocked, audit_entries)) == blocked["sent"]
+    assert crs_blocks_of(passing, audit_entries) == []
 
 
 def test_lab_crs_spares_normal_clients(lab_run, audit_entries):
     for name in NORMAL_CLIENTS:
-        addresses = actor_truth(lab_run, name)["addresses"]
-        blocks = [e.uri for e in audit_entries if e.blocked_by_crs and e.client_ip in addresses]
-        assert blocks == [], name
+        blocked_uris = [entry.uri for entry in crs_blocks_of(actor_truth(lab_run, name), audit_entries)]
+        assert blocked_uris == [], name
 
 
 @pytest.mark.parametrize("access_format", ACCESS_FORMATS)
