@@ -137,6 +137,26 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
+    # 3: the format `format: auto` chose for a file, and S3 object checkpoints.
+    [
+        "ALTER TABLE checkpoints ADD COLUMN format VARCHAR",
+        # One row per S3 object seen: the ETag and size identify the object
+        # version, "offset" counts the (decompressed) bytes committed so far.
+        """
+        CREATE TABLE s3_objects (
+            source VARCHAR NOT NULL,
+            bucket VARCHAR NOT NULL,
+            key VARCHAR NOT NULL,
+            etag VARCHAR NOT NULL,
+            size BIGINT NOT NULL,
+            last_modified TIMESTAMP,
+            "offset" BIGINT NOT NULL,
+            complete BOOLEAN NOT NULL,
+            format VARCHAR,
+            updated_at TIMESTAMP NOT NULL
+        )
+        """,
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
