@@ -31,6 +31,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gatewatch.config import DEFAULT_CONFIG_NAME, Config, load_config
+from gatewatch.duration import format_duration
 from gatewatch.engine.loader import load_rules
 from gatewatch.engine.ruletest import run_rule_tests
 from gatewatch.errors import GatewatchError
@@ -210,11 +211,14 @@ def _rule_locations(paths: list[Path] | None, config: Path) -> list[str]:
 def rules_list(paths: RulePaths = None, config: ConfigOption = Path(DEFAULT_CONFIG_NAME)) -> None:
     """List the rules with their type, window and severity."""
     rule_set = load_rules(_rule_locations(paths, config))
-    table = Table("id", "type", "severity", "window", "every", "title", box=None)
+    table = Table(box=None)
+    table.add_column("id", no_wrap=True)
+    for heading in ("type", "severity", "window", "every", "title"):
+        table.add_column(heading)
     for compiled in rule_set.rules:
         rule = compiled.rule
-        window = str(rule.window) if rule.window else "-"
-        table.add_row(Text(rule.id), rule.type, rule.severity, window, str(rule.every), Text(rule.title))
+        window = format_duration(rule.window) if rule.window else "-"
+        table.add_row(Text(rule.id), rule.type, rule.severity, window, format_duration(rule.every), Text(rule.title))
     out.print(table)
     print_errors(rule_set.errors)
     raise typer.Exit(EXIT_FAILED if rule_set.errors else EXIT_OK)

@@ -215,6 +215,8 @@ class Store:
 
     def _check_version(self) -> None:
         version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise self._newer_schema_error(version)
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"schema version {version} does not match this gatewatch ({SCHEMA_VERSION}); "
@@ -222,14 +224,17 @@ class Store:
                 self.path,
             )
 
+    def _newer_schema_error(self, version: int) -> StoreError:
+        return StoreError(
+            f"the database has schema version {version}, newer than this gatewatch "
+            f"supports ({SCHEMA_VERSION}); upgrade gatewatch",
+            self.path,
+        )
+
     def _migrate(self) -> None:
         version = self.schema_version()
         if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"the database has schema version {version}, newer than this gatewatch "
-                f"supports ({SCHEMA_VERSION}); upgrade gatewatch",
-                self.path,
-            )
+            raise self._newer_schema_error(version)
         with self.transaction() as con:
             con.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version "

@@ -119,7 +119,7 @@ def raise_validation_error(
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = f"unknown key {key!r}"
-        allowed = _keys_at(model, model_location[:-1])
+        allowed = _keys_at(model, tuple(first["loc"])[:-1])
         close = difflib.get_close_matches(str(model_location[-1]), allowed, n=1)
         if close:
             message += f"; did you mean {close[0]!r}?"
@@ -128,12 +128,38 @@ def raise_validation_error(
         raise error(message, document.path, document.line_of(location))
     if first["type"] == "missing":
         raise error(f"missing required key {key!r}", document.path, document.line_of(location[:-1]))
+    if first["type"] == "union_tag_invalid":
+        raise error(_unknown_tag_message(key, first["ctx"]), document.path, document.line_of(location))
+    message = _strip_error_kind(message)
     value = first.get("input")
     if isinstance(value, (str, int, float, bool)) or value is None:
         message = f"invalid value {value!r} for {key!r}: {message}"
     else:
         message = f"invalid {key!r}: {message}"
     raise error(message, document.path, document.line_of(location))
+
+
+# pydantic starts the message of an error raised in a validator with its kind.
+_ERROR_KIND_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def _strip_error_kind(message: str) -> str:
+    for kind in _ERROR_KIND_PREFIXES:
+        if message.startswith(kind):
+            return message[len(kind):]
+    return message
+
+
+def _unknown_tag_message(key: str, context: dict[str, Any]) -> str:
+    """Word an unknown ``type:`` of a tagged union, with a did-you-mean."""
+    tag = str(context.get("tag"))
+    discriminator = str(context.get("discriminator", "type")).strip("'")
+    expected = [name.strip().strip("'") for name in str(context.get("expected_tags", "")).split(",") if name.strip()]
+    message = f"unknown {discriminator} {tag!r} at {key!r}"
+    close = difflib.get_close_matches(tag, expected, n=1)
+    if close:
+        return f"{message}; did you mean {close[0]!r}?"
+    return f"{message}; valid values: {', '.join(expected)}"
 
 
 def _document_location(data: Any, prefix: Location, location: Location) -> Location:
@@ -149,7 +175,7 @@ def _document_location(data: Any, prefix: Location, location: Location) -> Locat
     for index, part in enumerate(location):
         child = _child(current, part)
         is_last = index == len(location) - 1
-        if child is _MISSING and isinstance(current, dict) and not is_last:
+        if child is _MISSING and isinstance(current, dict) and (not is_last or part == current.get("type")):
             continue
         kept.append(part)
         current = child
@@ -171,17 +197,41 @@ def _keys_at(model: Any, location: Location) -> list[str]:
     """Return the field names of the pydantic model found at ``location``."""
     current = model
     for part in location:
+        tagged = _tagged_member(current, part)
+        if tagged is not None:
+            current = tagged
+            continue
+        if isinstance(part, int):
+            args = typing.get_args(current)
+            current = args[0] if args else current
+            continue
         current = _model_in(current)
         if current is None:
             return []
-        if isinstance(part, int):
-            continue
         field_info = current.model_fields.get(part)
         if field_info is None:
             return []
         current = field_info.annotation
     current = _model_in(current)
-    return list(current.model_fields) if current is not None else []
+    if current is None:
+        return []
+    # Fields excluded from serialization are set by code, not read from the file.
+    return [name for name, info in current.model_fields.items() if not info.exclude]
+
+
+def _tagged_member(annotation: Any, tag: str | int) -> Any:
+    """Return the model of a tagged union whose ``type`` default is ``tag``, or None."""
+    if isinstance(annotation, type) or isinstance(tag, int):
+        return None
+    for arg in typing.get_args(annotation):
+        member = _tagged_member(arg, tag)
+        if member is not None:
+            return member
+        if isinstance(arg, type) and hasattr(arg, "model_fields"):
+            field_info = arg.model_fields.get("type")
+            if field_info is not None and field_info.default == tag:
+                return arg
+    return None
 
 
 def _model_in(annotation: Any) -> Any:

@@ -188,3 +188,26 @@ def test_cli_config_is_folder(tmp_path):
     result = gatewatch("run", "--once", "-c", "conf", cwd=tmp_path)
     assert result.returncode == 1
     assert_one_line_error(result, "is a folder, not a file")
+
+
+def test_cli_rules_list_durations_readable(tmp_path):
+    long_id = "flood-with-a-rather-long-identifier-name"
+    root = project(tmp_path, rule=GOOD_RULE.replace("id: flood", f"id: {long_id}"))
+    env_columns = {"COLUMNS": "60"}
+    result = subprocess.run(
+        [sys.executable, "-m", "gatewatch.cli", "rules", "list"],
+        cwd=root, capture_output=True, text=True, timeout=120, env={**os.environ, **env_columns},
+    )
+    assert result.returncode == 0, result.stderr
+    assert long_id in result.stdout
+    assert " 5m " in result.stdout
+    assert "0:05:00" not in result.stdout
+
+
+def test_readme_rule_example_tests_pass(tmp_path):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = readme.split("```yaml\nid: ", 1)[1].split("```", 1)[0]
+    (tmp_path / "example.yaml").write_text("id: " + example)
+    result = gatewatch("rules", "test", str(tmp_path / "example.yaml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed, 0 failed" in result.stdout

@@ -100,3 +100,30 @@ def test_config_empty_path(tmp_path):
     message = config_error(tmp_path, BASE.replace("logs/access.log*", '""'))
     assert ":5:" in message
     assert "empty path" in message
+
+
+def test_config_notifier_type_did_you_mean(tmp_path):
+    message = config_error(tmp_path, BASE + "notifiers:\n  - type: slak\n    channel: '#x'\n")
+    assert "unknown type 'slak' at 'notifiers.0'; did you mean 'slack'?" in message
+    assert "Input tag" not in message
+
+
+def test_config_notifier_key_did_you_mean(tmp_path):
+    message = config_error(tmp_path, BASE + "notifiers:\n  - type: slack\n    chanel: '#x'\n")
+    assert ":10:" in message
+    assert "unknown key 'notifiers.0.chanel'; did you mean 'channel'?" in message
+
+
+def test_config_validator_message_plain(tmp_path):
+    notifier = "notifiers:\n  - type: slack\n    channel: '#x'\n    token_env: T\n    webhook_url_env: W\n"
+    message = config_error(tmp_path, BASE + notifier)
+    assert ":9:" in message
+    assert "invalid 'notifiers.0': set either token_env" in message
+    assert "Value error" not in message
+
+
+def test_config_valid_keys_hide_internal_fields(tmp_path):
+    message = config_error(tmp_path, BASE + "zzz: 1\n")
+    assert "valid keys here:" in message
+    assert "config_path" not in message
+    assert "document" not in message

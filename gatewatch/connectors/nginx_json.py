@@ -99,8 +99,8 @@ class NginxJsonConnector(Connector):
     options_model = NginxJsonOptions
     options: NginxJsonOptions
 
-    def __init__(self, options: ConnectorOptions | None = None):
-        super().__init__(options)
+    def __init__(self, options: ConnectorOptions | None = None, fingerprint_key: bytes = b""):
+        super().__init__(options, fingerprint_key=fingerprint_key)
         self._role_keys = self._build_role_keys()
         self._keys = sorted({key for keys in self._role_keys.values() for key in keys})
         # Keys whose value is fully represented by a column, so they leave
