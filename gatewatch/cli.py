@@ -38,6 +38,7 @@ from gatewatch.errors import GatewatchError
 from gatewatch.notify import load_alert
 from gatewatch.notify.escape import make_visible
 from gatewatch.notify.terminal import render_alert
+from gatewatch.ingest import SourceReport
 from gatewatch.runner import RunLocked, TickReport, ingest_all, run_lock, run_tick
 from gatewatch.store import Store
 
@@ -121,6 +122,14 @@ def print_errors(errors: list[GatewatchError]) -> None:
         err.print(Text(f"error: {make_visible(str(error))}"))
 
 
+def print_format_choices(reports: list[SourceReport]) -> None:
+    """Print the formats that `format: auto` chose in this run, with the reason."""
+    for source in reports:
+        for file in source.files:
+            if file.format_note:
+                err.print(Text(f"{source.source}: {make_visible(file.path)}: {file.format_note}"))
+
+
 def print_summary(report: TickReport) -> None:
     sent = report.delivery.sent if report.delivery else 0
     pending = report.delivery.pending_left if report.delivery else 0
@@ -164,6 +173,7 @@ def _tick(settings: Config, verbose: bool) -> int:
     except GatewatchError as exc:
         print_errors([exc])
         return EXIT_FAILED
+    print_format_choices(report.sources)
     print_errors(report.errors)
     happened = report.lines or report.alerts or report.errors or (report.delivery and report.delivery.sent)
     if verbose or happened:
@@ -186,6 +196,7 @@ def ingest(config: ConfigOption = Path(DEFAULT_CONFIG_NAME)) -> None:
         raise fail(exc) from None
     for result in reports:
         out.print(Text(f"{result.source}: {result.lines} lines, {result.events} events, {result.rejects} rejected"))
+    print_format_choices(reports)
     print_errors(errors)
     raise typer.Exit(EXIT_PARTIAL if errors else EXIT_OK)
 

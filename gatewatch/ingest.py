@@ -61,7 +61,8 @@ class FileReport:
     bytes_read: int = 0
     # Events dated more than MAX_CLOCK_SKEW ahead of the clock.
     future: int = 0
-    # The format the file was parsed with, and why, when `format: auto` chose it.
+    # The format `format: auto` parsed the file with, and why it was chosen
+    # (None when an earlier run chose it).
     chosen_format: str | None = None
     format_note: str | None = None
 
@@ -102,8 +103,8 @@ class Checkpoint:
 class FormatChooser(Protocol):
     """Picks the connector of each file; `format: auto` sources pass one instead of a connector."""
 
-    def choose(self, path: Path, remembered: str | None) -> tuple[str, Connector, str]:
-        """Return the format name, its connector and a note that says why it was chosen."""
+    def choose(self, path: Path, remembered: str | None) -> tuple[str, Connector, str | None]:
+        """Return the format name, its connector and why it was chosen (None when remembered)."""
         ...
 
 

@@ -22,6 +22,7 @@ from rich.console import Console
 from gatewatch.config import Config
 from gatewatch.connectors import get_connector
 from gatewatch.connectors.base import Connector
+from gatewatch.detect import AUTO_FORMAT, AutoFormat
 from gatewatch.engine.evaluator import EvaluationSettings, RuleReport, evaluate_rule
 from gatewatch.engine.loader import RuleSet, load_rules
 from gatewatch.errors import ConfigError, GatewatchError, SourceError
@@ -89,9 +90,14 @@ def run_lock(database: Path) -> Iterator[None]:
         handle.close()
 
 
-def build_connector(config: Config, index: int, fingerprint_key: bytes = b"") -> Connector:
-    """Create the connector of source ``index`` with its validated options."""
+def build_connector(config: Config, index: int, fingerprint_key: bytes = b"") -> Connector | AutoFormat:
+    """Create the connector of source ``index`` with its validated options.
+
+    A `format: auto` source gets a chooser that picks a connector per file.
+    """
     source = config.sources[index]
+    if source.format.strip().lower() == AUTO_FORMAT:
+        return AutoFormat(source.options, source.timezone, fingerprint_key)
     try:
         connector_class = get_connector(source.format)
     except GatewatchError as exc:
