@@ -77,16 +77,21 @@ def read_first_lines(path: Path, max_lines: int, max_bytes: int = SAMPLE_BYTES) 
     included, and lines over the maximum line length are left out.
     """
     compressed = path.name.endswith(COMPRESSED_SUFFIXES)
+    with open_content(path, compressed) as handle:
+        return read_first_lines_from(handle, max_lines, max_bytes)
+
+
+def read_first_lines_from(handle: Any, max_lines: int, max_bytes: int = SAMPLE_BYTES) -> pl.DataFrame:
+    """Return the first ``max_lines`` lines of a binary stream, as ``read_first_lines`` does."""
     frames: list[pl.DataFrame] = []
     count = 0
-    with open_content(path, compressed) as handle:
-        bounded = _BoundedReader(handle, max_bytes)
-        for chunk in iter_chunks(bounded, 0, min(max_bytes, 1024 * 1024), finished=True):
-            lines, _ = parse_chunk_lines(chunk)
-            frames.append(lines)
-            count += lines.height
-            if count >= max_lines:
-                break
+    bounded = _BoundedReader(handle, max_bytes)
+    for chunk in iter_chunks(bounded, 0, min(max_bytes, 1024 * 1024), finished=True):
+        lines, _ = parse_chunk_lines(chunk)
+        frames.append(lines)
+        count += lines.height
+        if count >= max_lines:
+            break
     if not frames:
         return pl.DataFrame(schema={"line": pl.String(), "offset": pl.Int64()})
     return pl.concat(frames).head(max_lines)
@@ -201,17 +206,29 @@ class AutoFormat:
         The remembered format is reused when it still builds, and then the
         note is None. Otherwise the best format on a sample of the first lines wins.
         """
-        if remembered is not None:
-            try:
-                return remembered, self.build(remembered), None
-            except (SourceError, ValidationError) as exc:
-                logger.warning("%s: remembered format %r is no longer usable (%s); choosing again", path, remembered, exc)
+        connector = self.remembered_connector(str(path), remembered)
+        if connector is not None:
+            return remembered, connector, None
         try:
             lines = read_first_lines(path, SAMPLE_LINES)
         except (OSError, EOFError, zstandard.ZstdError) as exc:
             raise SourceError(f"cannot read the file to choose its format: {exc}", path) from None
+        return self.choose_from_sample(str(path), lines)
+
+    def remembered_connector(self, location: str, remembered: str | None) -> Connector | None:
+        """Return the connector of a format chosen on an earlier run, or None to choose again."""
+        if remembered is None:
+            return None
+        try:
+            return self.build(remembered)
+        except (SourceError, ValidationError) as exc:
+            logger.warning("%s: remembered format %r is no longer usable (%s); choosing again", location, remembered, exc)
+            return None
+
+    def choose_from_sample(self, location: str, lines: pl.DataFrame) -> tuple[str, Connector, str]:
+        """Return the best format for the sample ``lines``, its connector and why it won."""
         candidates = rank_formats(lines, self.build)
-        chosen = pick_format(candidates, path)
+        chosen = pick_format(candidates, location)
         note = explain_choice(chosen, candidates)
-        logger.info("%s: %s", path, note)
+        logger.info("%s: %s", location, note)
         return chosen.format, self.build(chosen.format), note

@@ -20,11 +20,11 @@ import gzip
 import hashlib
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeVar
 
 import numpy as np
 import polars as pl
@@ -44,6 +44,7 @@ CHUNK_BYTES = 32 * 1024 * 1024
 # up to 2100 and leave the real events behind it unevaluated.
 MAX_CLOCK_SKEW = timedelta(minutes=15)
 COMPRESSED_SUFFIXES = (".gz", ".zst")
+T = TypeVar("T")
 # Maximum length of one line in bytes. A longer line is rejected unparsed:
 # without a cap, a file with no newline would be carried and re-read whole
 # on every run.
@@ -105,6 +106,14 @@ class FormatChooser(Protocol):
 
     def choose(self, path: Path, remembered: str | None) -> tuple[str, Connector, str | None]:
         """Return the format name, its connector and why it was chosen (None when remembered)."""
+        ...
+
+    def remembered_connector(self, location: str, remembered: str | None) -> Connector | None:
+        """Return the connector of a format chosen on an earlier run, or None to choose again."""
+        ...
+
+    def choose_from_sample(self, location: str, lines: pl.DataFrame) -> tuple[str, Connector, str]:
+        """Return the best format for a sample of lines, its connector and why it won."""
         ...
 
 
@@ -231,29 +240,49 @@ class _OpenFile:
 
 def _ingest_chunk(file: _OpenFile, chunk: Chunk, previous: Checkpoint | None, report: FileReport) -> Checkpoint:
     """Parse one chunk and commit its events, rejects and the file's new offset together."""
+
+    def save(end_offset: int) -> Checkpoint:
+        return _save_checkpoint(
+            file.store, file.source, file.head, file.path, file.stat, end_offset, previous, commit=False,
+            detected_format=file.format_name if file.remember_format else None,
+        )
+
+    return commit_chunk(file.store, file.source, file.format_name, file.connector, str(file.path), chunk, report, save)
+
+
+def commit_chunk(
+    store: Store,
+    source: str,
+    format_name: str,
+    connector: Connector,
+    location: str,
+    chunk: Chunk,
+    report: FileReport,
+    save_position: Callable[[int], T],
+) -> T:
+    """Parse one chunk and commit its events, rejects and new read position in one transaction.
+
+    ``save_position`` writes the position after the chunk (a file checkpoint
+    or an S3 object's offset) inside that transaction, and its result is returned.
+    """
     lines, oversize = parse_chunk_lines(chunk)
-    result = file.connector.parse(lines) if lines.height else _empty_result()
-    events = add_lineage(result.events, file.source, file.format_name, str(file.path))
-    rejects = add_lineage(pl.concat([oversize, result.rejects]), file.source, file.format_name, str(file.path))
-    end_offset = chunk.end
+    result = connector.parse(lines) if lines.height else _empty_result()
+    events = add_lineage(result.events, source, format_name, location)
+    rejects = add_lineage(pl.concat([oversize, result.rejects]), source, format_name, location)
     clock_limit = utc_now() + MAX_CLOCK_SKEW
     dated = events.filter(pl.col("ts") <= clock_limit)
-    store = file.store
     with store.transaction():
         store.insert_frame("events", events)
         store.insert_frame("rejects", rejects)
         if dated.height:
-            store.update_source_state(file.source, dated["ts"].min(), dated["ts"].max())
-        checkpoint = _save_checkpoint(
-            store, file.source, file.head, file.path, file.stat, end_offset, previous, commit=False,
-            detected_format=file.format_name if file.remember_format else None,
-        )
+            store.update_source_state(source, dated["ts"].min(), dated["ts"].max())
+        position = save_position(chunk.end)
     report.lines += lines.height + oversize.height
     report.events += events.height
     report.rejects += rejects.height
-    report.bytes_read += end_offset - chunk.offset
+    report.bytes_read += chunk.end - chunk.offset
     report.future += events.height - dated.height
-    return checkpoint
+    return position
 
 
 def _empty_result() -> ParseResult:

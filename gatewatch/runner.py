@@ -189,8 +189,13 @@ def ingest_all(config: Config, store: Store) -> tuple[list[SourceReport], list[G
     for index, source in enumerate(config.sources):
         try:
             connector = build_connector(config, index, fingerprint_key)
-            patterns = [str(config.resolve(p)) for p in source.paths]
-            result = ingest_source(store, source.name, source.format, connector, patterns)
+            if source.is_s3:
+                from gatewatch.s3source import ingest_s3_source
+
+                result = ingest_s3_source(store, source.name, source.format, connector, source.paths, source.s3)
+            else:
+                patterns = [str(config.resolve(p)) for p in source.paths]
+                result = ingest_source(store, source.name, source.format, connector, patterns)
         except SourceError as exc:
             # A source with no file at all points at its `path:` in the config.
             exc.path = exc.path or config.config_path
