@@ -59,8 +59,10 @@ app = typer.Typer(
 )
 rules_app = typer.Typer(help="List, check and test detection rules.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Inspect stored alerts.", no_args_is_help=True)
+sources_app = typer.Typer(help="Check log files against a format before adding a source.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(sources_app, name="sources")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -375,6 +377,33 @@ def alerts_show(
     out.print(render_alert(alert))
     out.print(Text("query to reproduce (run with `gatewatch query`):", style="bold"))
     out.print(Text(make_visible(query)))
+
+
+@sources_app.command("test")
+def sources_test(
+    file: Annotated[Path, typer.Argument(help="A log file; .gz and .zst files are decompressed.")],
+    format_name: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="Format name to parse with; default: the one `format: auto` chooses."),
+    ] = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="Number of lines to read from the start of the file.")] = 1000,
+    rows: Annotated[int, typer.Option("--rows", min=0, help="Number of parsed rows and rejects to show.")] = 5,
+    timezone: Annotated[str, typer.Option("--timezone", help="IANA zone of timestamps written without an offset.")] = "UTC",
+) -> None:
+    """Parse the first lines of FILE and show rows, rejects and per-column fill rates.
+
+    Also ranks every format as `format: auto` does. Exit 1 when no line
+    parses as an event.
+    """
+    from gatewatch.preview import preview_source, render_preview
+
+    try:
+        preview = preview_source(file, format_name, lines, timezone=timezone)
+    except GatewatchError as exc:
+        raise fail(exc) from None
+    for renderable in render_preview(preview, rows):
+        out.print(renderable)
+    raise typer.Exit(EXIT_OK if preview.events.height else EXIT_FAILED)
 
 
 @app.command()

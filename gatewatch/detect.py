@@ -20,7 +20,7 @@ import zstandard
 from pydantic import ValidationError
 
 from gatewatch.connectors import connector_names, get_connector
-from gatewatch.connectors.base import Connector
+from gatewatch.connectors.base import REJECT_SCHEMA, Connector
 from gatewatch.errors import SourceError
 from gatewatch.events import PARSED_COLUMNS
 from gatewatch.ingest import COMPRESSED_SUFFIXES, iter_chunks, open_content, parse_chunk_lines
@@ -83,18 +83,26 @@ def read_first_lines(path: Path, max_lines: int, max_bytes: int = SAMPLE_BYTES) 
 
 def read_first_lines_from(handle: Any, max_lines: int, max_bytes: int = SAMPLE_BYTES) -> pl.DataFrame:
     """Return the first ``max_lines`` lines of a binary stream, as ``read_first_lines`` does."""
+    lines, _ = read_sample(handle, max_lines, max_bytes)
+    return lines
+
+
+def read_sample(handle: Any, max_lines: int, max_bytes: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return the first ``max_lines`` lines of a binary stream and the rejects of over-long lines among them."""
     frames: list[pl.DataFrame] = []
+    oversize: list[pl.DataFrame] = []
     count = 0
     bounded = _BoundedReader(handle, max_bytes)
     for chunk in iter_chunks(bounded, 0, min(max_bytes, 1024 * 1024), finished=True):
-        lines, _ = parse_chunk_lines(chunk)
+        lines, rejects = parse_chunk_lines(chunk)
         frames.append(lines)
-        count += lines.height
+        oversize.append(rejects)
+        count += lines.height + rejects.height
         if count >= max_lines:
             break
     if not frames:
-        return pl.DataFrame(schema={"line": pl.String(), "offset": pl.Int64()})
-    return pl.concat(frames).head(max_lines)
+        return pl.DataFrame(schema={"line": pl.String(), "offset": pl.Int64()}), pl.DataFrame(schema=REJECT_SCHEMA)
+    return pl.concat(frames).head(max_lines), pl.concat(oversize)
 
 
 class _BoundedReader:

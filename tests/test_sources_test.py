@@ -1,0 +1,117 @@
+"""`gatewatch sources test` and the preview library function behind it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from gatewatch.errors import SourceError
+from gatewatch.ingest import MAX_LINE_BYTES
+from gatewatch.preview import preview_source
+
+NGINX = '192.0.2.7 - bob [10/Oct/2024:13:55:{s:02d} +0000] "GET /a?x={s} HTTP/1.1" 200 5 "-" "curl/8"\n'
+HOSTILE = 'hello \x1b[31mred\x07 [/link]\n'
+
+
+def nginx_lines(count: int) -> str:
+    return "".join(NGINX.format(s=s % 60) for s in range(count))
+
+
+def gatewatch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "GATEWATCH_CONFIG"}
+    env["COLUMNS"] = "160"
+    return subprocess.run(
+        [sys.executable, "-m", "gatewatch.cli", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_preview_auto_rows_rejects_rates(tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text(nginx_lines(3) + HOSTILE)
+    preview = preview_source(log)
+    assert preview.format == "combined"
+    assert preview.auto_choice == "combined"
+    assert preview.lines == 4
+    assert preview.events.height == 3
+    assert preview.rejects["offset"].to_list() == [len(nginx_lines(3))]
+    assert preview.fill_rates["client_ip"] == 1.0
+    assert preview.fill_rates["user"] == 1.0
+    assert preview.fill_rates["referer"] == 0.0
+    assert [c.format for c in preview.candidates][:1] == ["combined"]
+
+
+def test_preview_given_format(tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text(nginx_lines(3))
+    preview = preview_source(log, "nginx_json")
+    assert preview.format == "nginx_json"
+    assert preview.events.height == 0
+    assert preview.rejects.height == 3
+    assert preview.auto_choice == "combined"
+
+
+def test_preview_line_limit(tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text(nginx_lines(50))
+    preview = preview_source(log, max_lines=10)
+    assert preview.lines == 10
+    assert preview.events.height == 10
+
+
+def test_preview_zstd_and_oversize(tmp_path):
+    log = tmp_path / "access.log.1.zst"
+    content = nginx_lines(2) + "x" * (MAX_LINE_BYTES + 1) + "\n"
+    log.write_bytes(zstandard.ZstdCompressor().compress(content.encode()))
+    preview = preview_source(log)
+    assert preview.events.height == 2
+    assert preview.rejects.height == 1
+    assert "longer than the maximum" in preview.rejects["reason"][0]
+
+
+def test_preview_nothing_fits(tmp_path):
+    log = tmp_path / "notes.txt"
+    log.write_text("just some text\n" * 5)
+    preview = preview_source(log)
+    assert preview.format is None
+    assert preview.auto_choice is None
+    assert "no format that parses" in preview.auto_error
+
+
+def test_preview_missing_file(tmp_path):
+    with pytest.raises(SourceError, match="file not found"):
+        preview_source(tmp_path / "missing.log")
+
+
+def test_sources_test_cli_output(tmp_path):
+    (tmp_path / "access.log").write_text(nginx_lines(3) + HOSTILE)
+    result = gatewatch("sources", "test", "access.log", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "with format 'combined' (chosen by format auto): 3 events, 1 rejects" in out
+    assert "nginx_json" in out
+    assert "client_ip" in out
+    assert "192.0.2.7" in out
+    assert "hello \\x1b[31mred\\x07 [/link]" in out
+    assert "\x1b[31m" not in out
+    assert "\x07" not in out
+    assert "100%" in out
+
+
+def test_sources_test_cli_given_format(tmp_path):
+    (tmp_path / "access.log").write_text(nginx_lines(2))
+    result = gatewatch("sources", "test", "access.log", "--format", "nginx_json", "--lines", "1", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "1 lines read with format 'nginx_json' (format auto would choose 'combined'): 0 events" in result.stdout
+    assert "line is not a JSON object" in result.stdout
+
+
+def test_sources_test_cli_unknown_format(tmp_path):
+    (tmp_path / "access.log").write_text(nginx_lines(1))
+    result = gatewatch("sources", "test", "access.log", "-f", "ngnx", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "did you mean 'nginx'?" in result.stderr
