@@ -31,7 +31,7 @@ SAMPLE_LINES = 200
 SAMPLE_BYTES = 1024 * 1024
 # A format must turn at least this share of the sample into events to be chosen.
 MIN_EVENT_SHARE = 0.5
-# Columns that say nothing about how well a line was understood.
+# Columns left out of the fill score: every connector may fill them whatever the line.
 _UNSCORED_COLUMNS = frozenset({"extra", "malformed"})
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Candidate:
-    """How well one format parsed the sample."""
+    """The parse rate of one format on the sample."""
 
     format: str
     lines: int

@@ -210,12 +210,12 @@ def ingest_file(
     try:
         for chunk in read_chunks(path, start, compressed, chunk_bytes):
             checkpoint = _ingest_chunk(file, chunk, checkpoint, report)
-        if compressed and report.bytes_read == 0:
-            # Nothing new in a finished rotation: record it under this file's
-            # inode so the next run skips it without decompressing.
+        if compressed and checkpoint is not None:
+            # Read to its end: record that under this file's inode so the
+            # next run skips it without decompressing.
             _save_checkpoint(
-                store, source, head, path, stat, start, checkpoint, commit=True,
-                detected_format=checkpoint.format if checkpoint is not None else None,
+                store, source, head, path, stat, checkpoint.offset, checkpoint, commit=True,
+                detected_format=format_name if remember_format else None, complete=True,
             )
     except (OSError, EOFError, zstandard.ZstdError) as exc:
         # Chunks before the fault are committed; the next run retries from there.
@@ -321,20 +321,22 @@ def is_finished_rotation(
 ) -> bool:
     """Tell whether this compressed file was read to its end by an earlier run.
 
-    The checkpoint must have been written for this very file (same path,
-    device and inode) after its last modification: compressed files are not
-    appended to, so nothing can have been added since.
+    The checkpoint must mark the content as read to its end, and must have
+    been written for this very file (same path, device and inode) after its
+    last modification. Compressed files are not appended to, so nothing can
+    have been added since.
     """
     row = store.con.execute(
-        "SELECT path, device, inode, updated_at FROM checkpoints "
+        "SELECT path, device, inode, updated_at, complete FROM checkpoints "
         "WHERE source = ? AND fingerprint = ? AND head_len = ?",
         [source, checkpoint.fingerprint, checkpoint.head_len],
     ).fetchone()
     if row is None:
         return False
-    saved_path, device, inode, updated_at = row
+    saved_path, device, inode, updated_at, complete = row
     modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc).replace(tzinfo=None)
-    return (saved_path, device, inode) == (str(path), stat.st_dev, stat.st_ino) and modified <= updated_at
+    same_file = (saved_path, device, inode) == (str(path), stat.st_dev, stat.st_ino)
+    return complete and same_file and modified <= updated_at
 
 
 def gzip_size_hint(path: Path) -> int | None:
@@ -388,8 +390,12 @@ def _save_checkpoint(
     previous: Checkpoint | None,
     commit: bool,
     detected_format: str | None = None,
+    complete: bool = False,
 ) -> Checkpoint:
-    """Write the file's offset under the fingerprint of its current head."""
+    """Write the file's offset under the fingerprint of its current head.
+
+    ``complete`` marks a compressed file as read to its end.
+    """
     current = Checkpoint(fingerprint=fingerprint(head), head_len=len(head), offset=offset, format=detected_format)
 
     def write() -> None:
@@ -404,10 +410,10 @@ def _save_checkpoint(
         )
         store.con.execute(
             "INSERT INTO checkpoints (source, fingerprint, head_len, path, device, inode, \"offset\", "
-            "updated_at, format) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "updated_at, format, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 source, current.fingerprint, current.head_len, str(path), stat.st_dev, stat.st_ino, offset,
-                utc_now(), detected_format,
+                utc_now(), detected_format, complete,
             ],
         )
 

@@ -126,7 +126,7 @@ def ingest_s3_source(
 
 
 def _call(action: Any, source: str, url: str | None = None) -> Any:
-    """Run a boto3 call and turn its failure into a SourceError that says what to check."""
+    """Run a boto3 call and raise its failure as a SourceError that names what to check."""
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     try:
@@ -307,7 +307,7 @@ class _ObjectOpener:
         arguments = {"Bucket": self.bucket, "Key": self.key, "IfMatch": self.etag}
         if first_byte or last_byte is not None:
             arguments["Range"] = f"bytes={first_byte}-{'' if last_byte is None else last_byte}"
-        # IfMatch makes S3 answer 412 if the object was replaced since the listing.
+        # With IfMatch, S3 returns 412 PreconditionFailed if the object was replaced since the listing.
         return self.client.get_object(**arguments)["Body"]
 
     def compression(self) -> str | None:
@@ -330,8 +330,8 @@ class _ObjectOpener:
             return _ContentStream(handle, False, body)
         compression = self.compression()
         if compression is None:
-            # Plain objects resume with a ranged request; the byte before the
-            # offset tells whether the offset lies inside an over-long line.
+            # Plain objects resume with a ranged request. The request starts one
+            # byte early: if that byte is not a newline, the offset lies inside an over-long line.
             body = self._get(offset - 1)
             mid_line = body.read(1) != b"\n"
             return _ContentStream(body, mid_line, body)

@@ -137,9 +137,11 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
-    # 3: the format `format: auto` chose for a file, and S3 object checkpoints.
+    # 3: the format `format: auto` chose for a file, whether a compressed
+    # file was read to its end, and S3 object checkpoints.
     [
         "ALTER TABLE checkpoints ADD COLUMN format VARCHAR",
+        "ALTER TABLE checkpoints ADD COLUMN complete BOOLEAN NOT NULL DEFAULT false",
         # One row per S3 object seen: the ETag and size identify the object
         # version, "offset" counts the (decompressed) bytes committed so far.
         """

@@ -163,3 +163,27 @@ def test_oversize_compressed_line_skipped(store, tmp_path):
     report = ingest(store, tmp_path, chunk_bytes=MAX_LINE_BYTES // 2)
     assert seconds(store) == [4]
     assert report.rejects >= 1
+
+
+def test_zstd_crash_mid_file_resumes(store, tmp_path, monkeypatch):
+    text = "".join(line(s, f"/p{s:02d}") for s in range(40))
+    write_zstd(tmp_path / "access.log.1.zst", text.encode())
+    original = ingest_module.iter_chunks
+
+    def crash_after_two(*args, **kwargs):
+        for index, chunk in enumerate(original(*args, **kwargs)):
+            if index == 2:
+                raise KeyboardInterrupt("simulated kill between chunks")
+            yield chunk
+
+    monkeypatch.setattr(ingest_module, "iter_chunks", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        ingest(store, tmp_path, chunk_bytes=200)
+    committed = store.con.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert 0 < committed < 40
+
+    monkeypatch.setattr(ingest_module, "iter_chunks", original)
+    report = ingest(store, tmp_path, chunk_bytes=200)
+    assert report.events == 40 - committed
+    paths = [row[0] for row in store.con.execute("SELECT path FROM events ORDER BY path").fetchall()]
+    assert paths == [f"/p{s:02d}" for s in range(40)]
