@@ -34,6 +34,8 @@ from gatewatch.connectors.base import REJECT_SCHEMA, Connector, ParseResult
 from gatewatch.errors import SourceError
 from gatewatch.store import Store, utc_now
 
+T = TypeVar("T")
+
 # Bytes hashed to recognise a file whatever its name. A file shorter than
 # this is hashed whole and recognised by prefix while it grows.
 HEAD_BYTES = 1024
@@ -44,7 +46,6 @@ CHUNK_BYTES = 32 * 1024 * 1024
 # up to 2100 and leave the real events behind it unevaluated.
 MAX_CLOCK_SKEW = timedelta(minutes=15)
 COMPRESSED_SUFFIXES = (".gz", ".zst")
-T = TypeVar("T")
 # Maximum length of one line in bytes. A longer line is rejected unparsed:
 # without a cap, a file with no newline would be carried and re-read whole
 # on every run.

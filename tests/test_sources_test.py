@@ -115,3 +115,20 @@ def test_sources_test_cli_unknown_format(tmp_path):
     result = gatewatch("sources", "test", "access.log", "-f", "ngnx", cwd=tmp_path)
     assert result.returncode == 1
     assert "did you mean 'nginx'?" in result.stderr
+
+
+def test_ingest_cli_prints_auto_choice(tmp_path):
+    (tmp_path / "access.log").write_text(nginx_lines(3))
+    (tmp_path / "gatewatch.yaml").write_text(
+        "database: gw.duckdb\nsources:\n  - name: edge\n    format: auto\n    path: access.log\n", encoding="utf-8"
+    )
+    first = gatewatch("ingest", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "edge: 3 lines, 3 events, 0 rejected" in first.stdout
+    assert "access.log: format auto chose 'combined': it parsed 100% (3/3 lines" in first.stderr
+
+    with (tmp_path / "access.log").open("a") as handle:
+        handle.write(nginx_lines(1))
+    second = gatewatch("ingest", cwd=tmp_path)
+    assert "edge: 1 lines, 1 events, 0 rejected" in second.stdout
+    assert "format auto" not in second.stderr
