@@ -102,13 +102,13 @@ def ingest_s3_source(
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = client if client is not None else _call(lambda: make_client(options), source)
+    client = client if client is not None else _call(lambda: make_client(options), source, "creating the S3 client")
     report = SourceReport(source=source)
     for url in urls:
         location = S3Location.parse(url)
         start_after = options.start_after if options is not None else None
         states = load_states(store, source, location.bucket)
-        pending = _call(lambda: list_pending(client, location, states, start_after), source, url)
+        pending = _call(lambda: list_pending(client, location, states, start_after), source, f"listing {url}")
         for listed in pending:
             key = listed["Key"]
             try:
@@ -125,7 +125,7 @@ def ingest_s3_source(
     return report
 
 
-def _call(action: Any, source: str, url: str | None = None) -> Any:
+def _call(action: Any, source: str, step: str) -> Any:
     """Run a boto3 call and raise its failure as a SourceError that names what to check."""
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
@@ -137,9 +137,8 @@ def _call(action: Any, source: str, url: str | None = None) -> Any:
             "AWS_PROFILE, or `s3.profile` in the source"
         ) from None
     except (BotoCoreError, ClientError) as exc:
-        where = f" {url}" if url else ""
         raise SourceError(
-            f"source {source!r}: listing{where} failed: {_describe(exc)}; check the bucket, the prefix, "
+            f"source {source!r}: {step} failed: {_describe(exc)}; check the bucket, the prefix, "
             "`s3.region`, `s3.endpoint_url` and the credentials' s3:ListBucket permission"
         ) from None
 

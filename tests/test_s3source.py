@@ -37,7 +37,10 @@ def s3_endpoint():
 @pytest.fixture(autouse=True)
 def local_aws(monkeypatch, tmp_path, s3_endpoint):
     """Point every AWS client at the local server with fake credentials and no metadata lookups."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+    for name in (
+        "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -267,3 +270,16 @@ def test_s3_config_errors(tmp_path, source_yaml, message):
     )
     with pytest.raises(ConfigError, match=message):
         load_config(tmp_path / "gatewatch.yaml")
+
+
+def test_s3_unknown_profile_raises(store):
+    options = S3Options(profile="no-such-profile")
+    with pytest.raises(SourceError, match="creating the S3 client failed: ProfileNotFound"):
+        ingest_s3_source(store, "alb", "simple", SimpleConnector(), ["s3://bucket/"], options)
+
+
+def test_s3_missing_credentials_raises(store, options, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(SourceError, match="no AWS credentials found"):
+        ingest_s3_source(store, "alb", "simple", SimpleConnector(), ["s3://bucket/"], options)
