@@ -151,7 +151,6 @@ def test_auto_takes_new_connectors(store, tmp_path, pipe_connectors):
     (tmp_path / "access.log").write_text("PIPE|2026-11-03T10:00:01|192.0.2.1|/a\n" * 4)
     report = ingest(store, tmp_path)
     assert formats(store) == [("pipe_full_test", 4)]
-    assert "next best 'pipe_short_test'" not in report.files[0].format_note
     assert "next best pipe_short_test 100%" in report.files[0].format_note
 
 
