@@ -16,6 +16,7 @@ import io
 import json
 import math
 import sys
+import zoneinfo
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -384,11 +385,22 @@ def sources_test(
     file: Annotated[Path, typer.Argument(help="A log file; .gz and .zst files are decompressed.")],
     format_name: Annotated[
         str | None,
-        typer.Option("--format", "-f", help="Format name to parse with; default: the one `format: auto` chooses."),
+        typer.Option(
+            "--format", "-f",
+            help="Format name to parse with; default: the format of --source, else the one `format: auto` chooses.",
+        ),
     ] = None,
     lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="Number of lines to read from the start of the file.")] = 1000,
     rows: Annotated[int, typer.Option("--rows", min=0, help="Number of parsed rows and rejects to show.")] = 5,
-    timezone: Annotated[str, typer.Option("--timezone", help="IANA zone of timestamps written without an offset.")] = "UTC",
+    timezone: Annotated[
+        str | None,
+        typer.Option("--timezone", help="IANA zone of timestamps written without an offset; default: the source's, else UTC."),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", "-s", help="Take the format, options and time zone of this source in the config."),
+    ] = None,
+    config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
 ) -> None:
     """Parse the first lines of FILE and show rows, rejects and per-column fill rates.
 
@@ -397,8 +409,21 @@ def sources_test(
     """
     from gatewatch.preview import preview_source, render_preview
 
+    options: dict[str, Any] = {}
+    if source is not None:
+        settings = read_config(config)
+        matches = [s for s in settings.sources if s.name == source]
+        if not matches:
+            names = ", ".join(repr(s.name) for s in settings.sources) or "none"
+            raise fail(f"{config}: no source named {source!r}; sources in the file: {names}")
+        format_name = format_name or matches[0].format
+        timezone = timezone or matches[0].timezone
+        options = matches[0].options
+    timezone = timezone or "UTC"
+    if timezone != "UTC" and timezone not in zoneinfo.available_timezones():
+        raise fail(f"unknown time zone {timezone!r}; use an IANA name such as 'Europe/Berlin'")
     try:
-        preview = preview_source(file, format_name, lines, timezone=timezone)
+        preview = preview_source(file, format_name, lines, options=options, timezone=timezone)
     except GatewatchError as exc:
         raise fail(exc) from None
     for renderable in render_preview(preview, rows):

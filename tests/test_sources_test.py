@@ -132,3 +132,28 @@ def test_ingest_cli_prints_auto_choice(tmp_path):
     second = gatewatch("ingest", cwd=tmp_path)
     assert "edge: 1 lines, 1 events, 0 rejected" in second.stdout
     assert "format auto" not in second.stderr
+
+
+def test_sources_test_cli_source_options(tmp_path):
+    line = '192.0.2.7 - - [10/Oct/2024:13:55:36] "GET / HTTP/1.1" 200 5 "-" "curl/8" 0.250\n'
+    (tmp_path / "access.log").write_text(line)
+    (tmp_path / "gatewatch.yaml").write_text(
+        "sources:\n  - name: edge\n    format: combined\n    path: access.log\n    timezone: Europe/Berlin\n"
+        "    options:\n      trailing_fields: [request_time]\n",
+        encoding="utf-8",
+    )
+    result = gatewatch("sources", "test", "access.log", "--source", "edge", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "250.0" in result.stdout
+    assert "2024-10-10 11:55:36" in result.stdout
+
+    missing = gatewatch("sources", "test", "access.log", "--source", "other", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "no source named 'other'; sources in the file: 'edge'" in missing.stderr
+
+
+def test_preview_source_options(tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text('192.0.2.7 - - [10/Oct/2024:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8" 0.250\n')
+    preview = preview_source(log, "combined", options={"trailing_fields": ["request_time"]})
+    assert preview.events["duration_ms"].to_list() == [250.0]
