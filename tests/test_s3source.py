@@ -133,16 +133,34 @@ def test_s3_crash_mid_object_resumes(store, bucket, options, monkeypatch):
     committed = store.con.execute("SELECT count(*) FROM events").fetchone()[0]
     assert 0 < committed < 40
 
+    committed_offset = store.con.execute('SELECT "offset" FROM s3_objects').fetchone()[0]
     monkeypatch.setattr(s3source, "iter_chunks", original)
-    report = ingest(store, bucket, options, chunk_bytes=200)
+    client = s3source.make_client(options)
+    ranges: list[str | None] = []
+    get_object = client.get_object
+
+    def recording_get_object(**arguments):
+        ranges.append(arguments.get("Range"))
+        return get_object(**arguments)
+
+    client.get_object = recording_get_object
+    report = ingest_s3_source(
+        store, "alb", "simple", SimpleConnector(), [f"s3://{bucket[1]}/alb/"], options, 200, client=client
+    )
     assert report.events == 40 - committed
+    # One request for the magic bytes, then one ranged from the byte before the checkpoint.
+    assert ranges == ["bytes=0-3", f"bytes={committed_offset - 1}-"]
     paths = [row[0] for row in store.con.execute("SELECT path FROM events ORDER BY path").fetchall()]
     assert paths == [f"/p{s:02d}" for s in range(40)]
 
 
-def test_s3_crash_mid_gzip_object_resumes(store, bucket, options, monkeypatch):
+@pytest.mark.parametrize(
+    ("key", "compress"),
+    [("alb/big.log.gz", gzip.compress), ("alb/big.log.zst", zstandard.ZstdCompressor().compress)],
+)
+def test_s3_crash_mid_compressed_object_resumes(store, bucket, options, monkeypatch, key, compress):
     text = "".join(line(s, f"/p{s:02d}") for s in range(40))
-    put(bucket, "alb/big.log.gz", gzip.compress(text.encode()))
+    put(bucket, key, compress(text.encode()))
     original = s3source.iter_chunks
 
     def crash_after_one(*args, **kwargs):
