@@ -25,6 +25,7 @@ import zstandard
 
 from gatewatch.config import S3_SCHEME, S3Options
 from gatewatch.connectors.base import Connector
+from gatewatch.detect import SAMPLE_LINES, read_first_lines_from
 from gatewatch.errors import SourceError
 from gatewatch.ingest import CHUNK_BYTES, FileReport, FormatChooser, SourceReport, commit_chunk, iter_chunks, open_zstd
 from gatewatch.store import Store, utc_now
@@ -224,8 +225,6 @@ def ingest_object(
         if chosen is not None:
             format_name, connector = remembered, chosen
         else:
-            from gatewatch.detect import SAMPLE_LINES, read_first_lines_from
-
             with opener.open_content(0) as sample_stream:
                 sample = read_first_lines_from(sample_stream.handle, SAMPLE_LINES)
             format_name, connector, report.format_note = connector.choose_from_sample(url, sample)
