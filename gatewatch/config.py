@@ -55,6 +55,10 @@ class S3Options(StrictModel):
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
     # List only keys after this one, to skip history older than the first run.
     start_after: str | None = None
+    # Stop listing a leaf folder (a key prefix ending in `/` without
+    # subfolders) once every object in it is read and its newest object is
+    # this old. Unset: every run lists every key under the prefix.
+    settled_after: Duration | None = None
 
     @field_validator("endpoint_url")
     @classmethod

@@ -103,14 +103,16 @@ def ingest_s3_source(
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
+    options = options or S3Options()
     client = client if client is not None else _call(lambda: make_client(options), source, "creating the S3 client")
     report = SourceReport(source=source)
     for url in urls:
         location = S3Location.parse(url)
-        start_after = options.start_after if options is not None else None
         states = load_states(store, source, location.bucket)
-        pending = _call(lambda: list_pending(client, location, states, start_after), source, f"listing {url}")
-        for listed in pending:
+        settled = load_settled(store, source, location.bucket) if options.settled_after is not None else None
+        listing = _call(lambda: list_objects(client, location, options.start_after, settled), source, f"listing {url}")
+        unread: set[str] = set()
+        for listed in pending_objects(listing.objects, states):
             key = listed["Key"]
             try:
                 report.files.append(
@@ -120,9 +122,13 @@ def ingest_s3_source(
                 )
             except (BotoCoreError, ClientError, OSError, EOFError, zstandard.ZstdError) as exc:
                 # Chunks before the fault are committed; the next run resumes there.
+                unread.add(key)
                 report.errors.append(SourceError(f"reading the object failed: {_describe(exc)}", location.url(key)))
             except SourceError as exc:
+                unread.add(key)
                 report.errors.append(exc)
+        if options.settled_after is not None:
+            settle_leaf_folders(store, source, location.bucket, listing, unread, utc_now() - options.settled_after)
     return report
 
 
@@ -162,16 +168,30 @@ def load_states(store: Store, source: str, bucket: str) -> dict[str, ObjectState
     return {key: ObjectState(etag, size, offset, complete, fmt) for key, etag, size, offset, complete, fmt in rows}
 
 
+@dataclass
+class Listing:
+    """The objects found under a prefix in one run."""
+
+    objects: list[dict[str, Any]]
+    # Folders walked that have no subfolder; empty for a flat listing.
+    leaf_folders: list[str]
+
+
 def list_pending(
     client: Any, location: S3Location, states: dict[str, ObjectState], start_after: str | None = None
 ) -> list[dict[str, Any]]:
-    """List the objects under the prefix that are new, changed or not read to their end.
+    """List the objects under the prefix that are new, changed or not read to their end."""
+    return pending_objects(list_objects(client, location, start_after).objects, states)
+
+
+def pending_objects(objects: list[dict[str, Any]], states: dict[str, ObjectState]) -> list[dict[str, Any]]:
+    """Return the listed objects that are new, changed or not read to their end.
 
     The result is sorted by last-modified time, then key, so that logs are
     read roughly in time order. Folder markers (keys ending in ``/``) are skipped.
     """
     pending = []
-    for listed in _list_objects(client, location, start_after):
+    for listed in objects:
         key = listed["Key"]
         if key.endswith("/"):
             continue
@@ -182,15 +202,87 @@ def list_pending(
     return sorted(pending, key=lambda listed: (listed["LastModified"], listed["Key"]))
 
 
-def _list_objects(client: Any, location: S3Location, start_after: str | None) -> Iterator[dict[str, Any]]:
-    # NOTE: every run lists the whole prefix (1,000 keys per request), so a
-    # run costs one request per 1,000 objects kept under it. `start_after`
-    # or a narrower prefix bounds that.
-    arguments = {"Bucket": location.bucket, "Prefix": location.prefix}
+def list_objects(
+    client: Any, location: S3Location, start_after: str | None = None, settled: set[str] | None = None
+) -> Listing:
+    """List the objects under the prefix.
+
+    Without ``settled`` this is one flat listing: a run costs one request
+    per 1,000 objects kept under the prefix. With ``settled`` (a set of leaf
+    folders), folders are walked one level at a time and the settled ones
+    are not listed, so a run costs about one request per folder not yet settled.
+    """
+    if settled is None:
+        return Listing(list(_list_page_objects(client, location.bucket, location.prefix, start_after)), [])
+    listing = Listing([], [])
+    _walk(client, location.bucket, location.prefix, start_after, settled, listing, is_root=True)
+    return listing
+
+
+def _list_page_objects(client: Any, bucket: str, prefix: str, start_after: str | None) -> Iterator[dict[str, Any]]:
+    arguments = {"Bucket": bucket, "Prefix": prefix}
     if start_after:
         arguments["StartAfter"] = start_after
     for page in client.get_paginator("list_objects_v2").paginate(**arguments):
         yield from page.get("Contents", [])
+
+
+def _walk(
+    client: Any, bucket: str, prefix: str, start_after: str | None, settled: set[str], listing: Listing, is_root: bool
+) -> None:
+    arguments = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
+    if start_after:
+        arguments["StartAfter"] = start_after
+    subfolders = []
+    for page in client.get_paginator("list_objects_v2").paginate(**arguments):
+        listing.objects.extend(page.get("Contents", []))
+        subfolders.extend(common["Prefix"] for common in page.get("CommonPrefixes", []))
+    if not subfolders and not is_root:
+        listing.leaf_folders.append(prefix)
+    for folder in subfolders:
+        if folder not in settled:
+            _walk(client, bucket, folder, start_after, settled, listing, is_root=False)
+
+
+def load_settled(store: Store, source: str, bucket: str) -> set[str]:
+    """Return the leaf folders of the source in ``bucket`` that are no longer listed."""
+    rows = store.con.execute(
+        "SELECT prefix FROM s3_settled_prefixes WHERE source = ? AND bucket = ?", [source, bucket]
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def settle_leaf_folders(
+    store: Store, source: str, bucket: str, listing: Listing, unread: set[str], older_than: datetime
+) -> list[str]:
+    """Record the leaf folders whose objects are all read and whose newest object is older than ``older_than``.
+
+    Later runs do not list them, so an object added to such a folder
+    afterwards is never read. Returns the folders settled now.
+    """
+    newest: dict[str, datetime] = {}
+    blocked: set[str] = set()
+    leaves = set(listing.leaf_folders)
+    for listed in listing.objects:
+        key = listed["Key"]
+        folder = key[: key.rfind("/") + 1]
+        if folder not in leaves or key.endswith("/"):
+            continue
+        if key in unread:
+            blocked.add(folder)
+        modified = _naive_utc(listed["LastModified"])
+        newest[folder] = max(newest.get(folder, modified), modified)
+    settled_now = sorted(
+        folder for folder, modified in newest.items() if folder not in blocked and modified <= older_than
+    )
+    if settled_now:
+        with store.transaction():
+            for folder in settled_now:
+                store.con.execute(
+                    "INSERT INTO s3_settled_prefixes VALUES (?, ?, ?, ?, ?)",
+                    [source, bucket, folder, newest[folder], utc_now()],
+                )
+    return settled_now
 
 
 def ingest_object(

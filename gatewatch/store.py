@@ -158,6 +158,16 @@ MIGRATIONS: list[list[str]] = [
             updated_at TIMESTAMP NOT NULL
         )
         """,
+        # Leaf folders of an S3 source that are no longer listed (`s3.settled_after`).
+        """
+        CREATE TABLE s3_settled_prefixes (
+            source VARCHAR NOT NULL,
+            bucket VARCHAR NOT NULL,
+            prefix VARCHAR NOT NULL,
+            newest TIMESTAMP NOT NULL,
+            settled_at TIMESTAMP NOT NULL
+        )
+        """,
     ],
 ]
 

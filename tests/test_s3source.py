@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -301,3 +302,48 @@ def test_s3_missing_credentials_raises(store, options, monkeypatch):
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(SourceError, match="no AWS credentials found"):
         ingest_s3_source(store, "alb", "simple", SimpleConnector(), ["s3://bucket/"], options)
+
+
+def settled_prefixes(store) -> list[str]:
+    return [row[0] for row in store.con.execute("SELECT prefix FROM s3_settled_prefixes ORDER BY 1").fetchall()]
+
+
+def test_s3_settled_folders_not_listed(store, bucket, options):
+    put(bucket, "alb/2026/11/01/a.log", line(1).encode())
+    put(bucket, "alb/2026/11/02/b.log", line(2).encode())
+    options.settled_after = timedelta(0)
+    assert ingest(store, bucket, options).events == 2
+    assert settled_prefixes(store) == ["alb/2026/11/01/", "alb/2026/11/02/"]
+
+    put(bucket, "alb/2026/11/03/c.log", line(3).encode())
+    put(bucket, "alb/2026/11/01/late.log", line(4).encode())
+    ingest(store, bucket, options)
+    assert seconds(store) == [1, 2, 3]
+
+
+def test_s3_recent_folders_stay_listed(store, bucket, options):
+    put(bucket, "alb/2026/11/01/a.log", line(1).encode())
+    options.settled_after = timedelta(days=1)
+    ingest(store, bucket, options)
+    put(bucket, "alb/2026/11/01/late.log", line(4).encode())
+    ingest(store, bucket, options)
+    assert settled_prefixes(store) == []
+    assert seconds(store) == [1, 4]
+
+
+def test_s3_failed_object_blocks_settling(store, bucket, options):
+    put(bucket, "alb/2026/11/01/a.log", line(1).encode())
+    put(bucket, "alb/2026/11/02/bad.log.gz", b"\x1f\x8b" + b"not gzip at all")
+    options.settled_after = timedelta(0)
+    report = ingest(store, bucket, options)
+    assert len(report.errors) == 1
+    assert "alb/2026/11/02/bad.log.gz" in str(report.errors[0])
+    assert settled_prefixes(store) == ["alb/2026/11/01/"]
+
+
+def test_s3_settled_after_in_config(tmp_path):
+    (tmp_path / "gatewatch.yaml").write_text(
+        "sources:\n  - name: alb\n    format: combined\n    path: s3://b/p/\n    s3:\n      settled_after: 2d\n",
+        encoding="utf-8",
+    )
+    assert load_config(tmp_path / "gatewatch.yaml").sources[0].s3.settled_after == timedelta(days=2)

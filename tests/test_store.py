@@ -38,6 +38,7 @@ def test_store_older_schema_migrates_on_write(tmp_path):
     # Undo migrations 2 and 3 to get a store written by the first release.
     con.execute("DROP TABLE settings")
     con.execute("DROP TABLE s3_objects")
+    con.execute("DROP TABLE s3_settled_prefixes")
     con.execute("ALTER TABLE checkpoints DROP COLUMN format")
     con.execute("ALTER TABLE checkpoints DROP COLUMN complete")
     con.execute("DELETE FROM schema_version WHERE version >= 2")
