@@ -16,6 +16,7 @@ import io
 import json
 import math
 import sys
+import zoneinfo
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -38,6 +39,7 @@ from gatewatch.errors import GatewatchError
 from gatewatch.notify import load_alert
 from gatewatch.notify.escape import make_visible
 from gatewatch.notify.terminal import render_alert
+from gatewatch.ingest import SourceReport
 from gatewatch.runner import RunLocked, TickReport, ingest_all, run_lock, run_tick
 from gatewatch.store import Store
 
@@ -58,8 +60,10 @@ app = typer.Typer(
 )
 rules_app = typer.Typer(help="List, check and test detection rules.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Inspect stored alerts.", no_args_is_help=True)
+sources_app = typer.Typer(help="Check log files against a format before adding a source.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(sources_app, name="sources")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -121,6 +125,14 @@ def print_errors(errors: list[GatewatchError]) -> None:
         err.print(Text(f"error: {make_visible(str(error))}"))
 
 
+def print_format_choices(reports: list[SourceReport]) -> None:
+    """Print the formats that `format: auto` chose in this run, with the reason."""
+    for source in reports:
+        for file in source.files:
+            if file.format_note:
+                err.print(Text(f"{source.source}: {make_visible(file.path)}: {file.format_note}"))
+
+
 def print_summary(report: TickReport) -> None:
     sent = report.delivery.sent if report.delivery else 0
     pending = report.delivery.pending_left if report.delivery else 0
@@ -164,6 +176,7 @@ def _tick(settings: Config, verbose: bool) -> int:
     except GatewatchError as exc:
         print_errors([exc])
         return EXIT_FAILED
+    print_format_choices(report.sources)
     print_errors(report.errors)
     happened = report.lines or report.alerts or report.errors or (report.delivery and report.delivery.sent)
     if verbose or happened:
@@ -186,6 +199,7 @@ def ingest(config: ConfigOption = Path(DEFAULT_CONFIG_NAME)) -> None:
         raise fail(exc) from None
     for result in reports:
         out.print(Text(f"{result.source}: {result.lines} lines, {result.events} events, {result.rejects} rejected"))
+    print_format_choices(reports)
     print_errors(errors)
     raise typer.Exit(EXIT_PARTIAL if errors else EXIT_OK)
 
@@ -364,6 +378,57 @@ def alerts_show(
     out.print(render_alert(alert))
     out.print(Text("query to reproduce (run with `gatewatch query`):", style="bold"))
     out.print(Text(make_visible(query)))
+
+
+@sources_app.command("test")
+def sources_test(
+    file: Annotated[Path, typer.Argument(help="A log file; .gz and .zst files are decompressed.")],
+    format_name: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f",
+            help="Format name to parse with; default: the format of --source, else the one `format: auto` chooses.",
+        ),
+    ] = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="Number of lines to read from the start of the file.")] = 1000,
+    rows: Annotated[int, typer.Option("--rows", min=0, help="Number of parsed rows and rejects to show.")] = 5,
+    timezone: Annotated[
+        str | None,
+        typer.Option("--timezone", help="IANA zone of timestamps written without an offset; default: the source's, else UTC."),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", "-s", help="Take the format, options and time zone of this source in the config."),
+    ] = None,
+    config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
+) -> None:
+    """Parse the first lines of FILE and show rows, rejects and per-column fill rates.
+
+    Also ranks every format as `format: auto` does. Exit 1 when no line
+    parses as an event.
+    """
+    from gatewatch.preview import preview_source, render_preview
+
+    options: dict[str, Any] = {}
+    if source is not None:
+        settings = read_config(config)
+        matches = [s for s in settings.sources if s.name == source]
+        if not matches:
+            names = ", ".join(repr(s.name) for s in settings.sources) or "none"
+            raise fail(f"{config}: no source named {source!r}; sources in the file: {names}")
+        format_name = format_name or matches[0].format
+        timezone = timezone or matches[0].timezone
+        options = matches[0].options
+    timezone = timezone or "UTC"
+    if timezone != "UTC" and timezone not in zoneinfo.available_timezones():
+        raise fail(f"unknown time zone {timezone!r}; use an IANA name such as 'Europe/Berlin'")
+    try:
+        preview = preview_source(file, format_name, lines, options=options, timezone=timezone)
+    except GatewatchError as exc:
+        raise fail(exc) from None
+    for renderable in render_preview(preview, rows):
+        out.print(renderable)
+    raise typer.Exit(EXIT_OK if preview.events.height else EXIT_FAILED)
 
 
 @app.command()

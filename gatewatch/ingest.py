@@ -6,6 +6,11 @@ copytruncate scheme) starts over as new content. Each chunk's events,
 rejects and the file's new offset commit in one transaction: after a crash
 the next run resumes at the last committed offset, with nothing lost and
 nothing read twice.
+
+Compressed files (``.gz``, ``.zst``) are finished rotations: they are read
+once, to their end, under the same checkpoints. A line longer than
+MAX_LINE_BYTES is not parsed: its bytes go to the rejects table and the
+checkpoint moves past them, so a file without newlines cannot stall ingest.
 """
 
 from __future__ import annotations
@@ -15,17 +20,21 @@ import gzip
 import hashlib
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import BinaryIO, Protocol, TypeVar
 
 import numpy as np
 import polars as pl
+import zstandard
 
-from gatewatch.connectors.base import Connector
+from gatewatch.connectors.base import REJECT_SCHEMA, Connector, ParseResult
 from gatewatch.errors import SourceError
 from gatewatch.store import Store, utc_now
+
+T = TypeVar("T")
 
 # Bytes hashed to recognise a file whatever its name. A file shorter than
 # this is hashed whole and recognised by prefix while it grows.
@@ -36,7 +45,13 @@ CHUNK_BYTES = 32 * 1024 * 1024
 # move the watermark: one bad timestamp in 2100 must not close every window
 # up to 2100 and leave the real events behind it unevaluated.
 MAX_CLOCK_SKEW = timedelta(minutes=15)
-COMPRESSED_SUFFIXES = (".gz",)
+COMPRESSED_SUFFIXES = (".gz", ".zst")
+# Maximum length of one line in bytes. A longer line is rejected unparsed:
+# without a cap, a file with no newline would be carried and re-read whole
+# on every run.
+MAX_LINE_BYTES = 1024 * 1024
+# Bytes of an over-long line kept in its reject row.
+OVERSIZE_SHOWN_BYTES = 1024
 
 
 @dataclass
@@ -48,6 +63,10 @@ class FileReport:
     bytes_read: int = 0
     # Events dated more than MAX_CLOCK_SKEW ahead of the clock.
     future: int = 0
+    # The format `format: auto` parsed the file with, and why it was chosen
+    # (None when an earlier run chose it).
+    chosen_format: str | None = None
+    format_note: str | None = None
 
 
 @dataclass
@@ -79,6 +98,24 @@ class Checkpoint:
     fingerprint: str
     head_len: int
     offset: int
+    # The format `format: auto` chose for this content; None for a fixed format.
+    format: str | None = None
+
+
+class FormatChooser(Protocol):
+    """Picks the connector of each file; `format: auto` sources pass one instead of a connector."""
+
+    def choose(self, path: Path, remembered: str | None) -> tuple[str, Connector, str | None]:
+        """Return the format name, its connector and why it was chosen (None when remembered)."""
+        ...
+
+    def remembered_connector(self, location: str, remembered: str | None) -> Connector | None:
+        """Return the connector of a format chosen on an earlier run, or None to choose again."""
+        ...
+
+    def choose_from_sample(self, location: str, lines: pl.DataFrame) -> tuple[str, Connector, str]:
+        """Return the best format for a sample of lines, its connector and why it won."""
+        ...
 
 
 def expand_paths(patterns: list[str]) -> list[Path]:
@@ -113,7 +150,7 @@ def ingest_source(
     store: Store,
     source: str,
     format_name: str,
-    connector: Connector,
+    connector: Connector | FormatChooser,
     patterns: list[str],
     chunk_bytes: int = CHUNK_BYTES,
 ) -> SourceReport:
@@ -141,7 +178,7 @@ def ingest_file(
     store: Store,
     source: str,
     format_name: str,
-    connector: Connector,
+    connector: Connector | FormatChooser,
     path: Path,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> FileReport:
@@ -158,15 +195,30 @@ def ingest_file(
         # Same first bytes but shorter than what was read: the file was
         # truncated and refilled with identical lines. Read it as new.
         start = 0
-    if compressed and checkpoint is not None and gzip_size_hint(path) == start:
-        _save_checkpoint(store, source, head, path, stat, start, checkpoint, commit=True)
-        return report
+    if compressed and checkpoint is not None:
+        if is_finished_rotation(store, source, checkpoint, path, stat):
+            return report
+        if path.name.endswith(".gz") and gzip_size_hint(path) == start:
+            _save_checkpoint(store, source, head, path, stat, start, checkpoint, commit=True)
+            return report
 
-    file = _OpenFile(store, source, format_name, connector, path, stat, head)
+    remember_format = not isinstance(connector, Connector)
+    if remember_format:
+        remembered = checkpoint.format if checkpoint is not None else None
+        format_name, connector, report.format_note = connector.choose(path, remembered)
+        report.chosen_format = format_name
+    file = _OpenFile(store, source, format_name, connector, path, stat, head, remember_format)
     try:
-        for chunk, chunk_offset in read_chunks(path, start, compressed, chunk_bytes):
-            checkpoint = _ingest_chunk(file, chunk, chunk_offset, checkpoint, report)
-    except (OSError, EOFError) as exc:
+        for chunk in read_chunks(path, start, compressed, chunk_bytes):
+            checkpoint = _ingest_chunk(file, chunk, checkpoint, report)
+        if compressed and checkpoint is not None:
+            # Read to its end: record that under this file's inode so the
+            # next run skips it without decompressing.
+            _save_checkpoint(
+                store, source, head, path, stat, checkpoint.offset, checkpoint, commit=True,
+                detected_format=format_name if remember_format else None, complete=True,
+            )
+    except (OSError, EOFError, zstandard.ZstdError) as exc:
         # Chunks before the fault are committed; the next run retries from there.
         raise SourceError(f"reading stopped at a damaged or unreadable part: {exc}", path) from None
     return report
@@ -183,46 +235,109 @@ class _OpenFile:
     path: Path
     stat: os.stat_result
     head: bytes
+    # True when `format: auto` chose format_name: the checkpoint keeps it.
+    remember_format: bool = False
 
 
-def _ingest_chunk(
-    file: _OpenFile, chunk: bytes, chunk_offset: int, previous: Checkpoint | None, report: FileReport
-) -> Checkpoint:
+def _ingest_chunk(file: _OpenFile, chunk: Chunk, previous: Checkpoint | None, report: FileReport) -> Checkpoint:
     """Parse one chunk and commit its events, rejects and the file's new offset together."""
-    lines = split_lines(chunk, chunk_offset)
-    result = file.connector.parse(lines)
-    events = add_lineage(result.events, file.source, file.format_name, str(file.path))
-    rejects = add_lineage(result.rejects, file.source, file.format_name, str(file.path))
-    end_offset = chunk_offset + len(chunk)
+
+    def save(end_offset: int) -> Checkpoint:
+        return _save_checkpoint(
+            file.store, file.source, file.head, file.path, file.stat, end_offset, previous, commit=False,
+            detected_format=file.format_name if file.remember_format else None,
+        )
+
+    return commit_chunk(file.store, file.source, file.format_name, file.connector, str(file.path), chunk, report, save)
+
+
+def commit_chunk(
+    store: Store,
+    source: str,
+    format_name: str,
+    connector: Connector,
+    location: str,
+    chunk: Chunk,
+    report: FileReport,
+    save_position: Callable[[int], T],
+) -> T:
+    """Parse one chunk and commit its events, rejects and new read position in one transaction.
+
+    ``save_position`` writes the position after the chunk (a file checkpoint
+    or an S3 object's offset) inside that transaction, and its result is returned.
+    """
+    lines, oversize = parse_chunk_lines(chunk)
+    result = connector.parse(lines) if lines.height else _empty_result()
+    events = add_lineage(result.events, source, format_name, location)
+    rejects = add_lineage(pl.concat([oversize, result.rejects]), source, format_name, location)
     clock_limit = utc_now() + MAX_CLOCK_SKEW
     dated = events.filter(pl.col("ts") <= clock_limit)
-    store = file.store
     with store.transaction():
         store.insert_frame("events", events)
         store.insert_frame("rejects", rejects)
         if dated.height:
-            store.update_source_state(file.source, dated["ts"].min(), dated["ts"].max())
-        checkpoint = _save_checkpoint(
-            store, file.source, file.head, file.path, file.stat, end_offset, previous, commit=False
-        )
-    report.lines += lines.height
+            store.update_source_state(source, dated["ts"].min(), dated["ts"].max())
+        position = save_position(chunk.end)
+    report.lines += lines.height + oversize.height
     report.events += events.height
     report.rejects += rejects.height
-    report.bytes_read += len(chunk)
+    report.bytes_read += chunk.end - chunk.offset
     report.future += events.height - dated.height
-    return checkpoint
+    return position
+
+
+def _empty_result() -> ParseResult:
+    return ParseResult.from_frames(pl.DataFrame(schema={"offset": pl.Int64()}), pl.DataFrame(schema=REJECT_SCHEMA))
 
 
 def read_head(path: Path, compressed: bool) -> bytes:
     """Return the first HEAD_BYTES bytes of the file's content (decompressed)."""
     try:
-        if compressed:
-            with gzip.open(path, "rb") as handle:
-                return handle.read(HEAD_BYTES)
-        with open(path, "rb") as handle:
+        with open_content(path, compressed) as handle:
             return handle.read(HEAD_BYTES)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zstandard.ZstdError) as exc:
         raise SourceError(f"cannot read the file: {exc}", path) from None
+
+
+def open_content(path: Path, compressed: bool) -> BinaryIO:
+    """Open a file for reading its content, decompressing ``.gz`` and ``.zst``."""
+    if not compressed:
+        return open(path, "rb")
+    if path.name.endswith(".zst"):
+        return open_zstd(open(path, "rb"))
+    return gzip.open(path, "rb")
+
+
+def open_zstd(raw: BinaryIO) -> BinaryIO:
+    """Wrap a binary stream of zstd data in a reader of its content.
+
+    The reader reads every frame, so files made by concatenating zstd
+    files (or by multi-frame compressors) are read whole. It only seeks forward.
+    """
+    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
+
+
+def is_finished_rotation(
+    store: Store, source: str, checkpoint: Checkpoint, path: Path, stat: os.stat_result
+) -> bool:
+    """Tell whether this compressed file was read to its end by an earlier run.
+
+    The checkpoint must mark the content as read to its end, and must have
+    been written for this very file (same path, device and inode) after its
+    last modification. Compressed files are not appended to, so nothing can
+    have been added since.
+    """
+    row = store.con.execute(
+        "SELECT path, device, inode, updated_at, complete FROM checkpoints "
+        "WHERE source = ? AND fingerprint = ? AND head_len = ?",
+        [source, checkpoint.fingerprint, checkpoint.head_len],
+    ).fetchone()
+    if row is None:
+        return False
+    saved_path, device, inode, updated_at, complete = row
+    modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc).replace(tzinfo=None)
+    same_file = (saved_path, device, inode) == (str(path), stat.st_dev, stat.st_ino)
+    return complete and same_file and modified <= updated_at
 
 
 def gzip_size_hint(path: Path) -> int | None:
@@ -256,13 +371,13 @@ def find_checkpoint(store: Store, source: str, head: bytes, device: int, inode: 
     ]
     for length in lengths:
         row = store.con.execute(
-            "SELECT fingerprint, head_len, \"offset\" FROM checkpoints "
+            "SELECT fingerprint, head_len, \"offset\", format FROM checkpoints "
             "WHERE source = ? AND head_len = ? AND fingerprint = ? "
             "ORDER BY (device = ? AND inode = ?) DESC LIMIT 1",
             [source, length, fingerprint(head[:length]), device, inode],
         ).fetchone()
         if row is not None:
-            return Checkpoint(fingerprint=row[0], head_len=row[1], offset=row[2])
+            return Checkpoint(fingerprint=row[0], head_len=row[1], offset=row[2], format=row[3])
     return None
 
 
@@ -275,9 +390,14 @@ def _save_checkpoint(
     offset: int,
     previous: Checkpoint | None,
     commit: bool,
+    detected_format: str | None = None,
+    complete: bool = False,
 ) -> Checkpoint:
-    """Write the file's offset under the fingerprint of its current head."""
-    current = Checkpoint(fingerprint=fingerprint(head), head_len=len(head), offset=offset)
+    """Write the file's offset under the fingerprint of its current head.
+
+    ``complete`` marks a compressed file as read to its end.
+    """
+    current = Checkpoint(fingerprint=fingerprint(head), head_len=len(head), offset=offset, format=detected_format)
 
     def write() -> None:
         if previous is not None:
@@ -290,8 +410,12 @@ def _save_checkpoint(
             [source, current.fingerprint, current.head_len],
         )
         store.con.execute(
-            "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [source, current.fingerprint, current.head_len, str(path), stat.st_dev, stat.st_ino, offset, utc_now()],
+            "INSERT INTO checkpoints (source, fingerprint, head_len, path, device, inode, \"offset\", "
+            "updated_at, format, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                source, current.fingerprint, current.head_len, str(path), stat.st_dev, stat.st_ino, offset,
+                utc_now(), detected_format, complete,
+            ],
         )
 
     if commit:
@@ -302,31 +426,132 @@ def _save_checkpoint(
     return current
 
 
-def read_chunks(path: Path, start: int, compressed: bool, chunk_bytes: int) -> Iterator[tuple[bytes, int]]:
-    """Yield (bytes, offset) chunks of whole lines from ``start`` on.
+@dataclass(frozen=True)
+class SkippedBytes:
+    """Bytes of a line longer than MAX_LINE_BYTES, stored as a reject instead of parsed."""
+
+    offset: int
+    length: int
+    # The first OVERSIZE_SHOWN_BYTES of the piece, for the reject row.
+    head: bytes
+    # True when the line started in an earlier piece (an earlier chunk or run).
+    continued: bool
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One step of reading: whole lines from ``offset`` on, or one skipped piece of an over-long line."""
+
+    offset: int
+    data: bytes = b""
+    skipped: SkippedBytes | None = None
+
+    @property
+    def end(self) -> int:
+        """Return the content position after this chunk: the checkpoint once it commits."""
+        if self.skipped is not None:
+            return self.skipped.offset + self.skipped.length
+        return self.offset + len(self.data)
+
+
+def read_chunks(path: Path, start: int, compressed: bool, chunk_bytes: int) -> Iterator[Chunk]:
+    """Yield chunks of whole lines of the file's content from ``start`` on.
 
     A last line without a newline is held back until it is complete, except
     in compressed files, which are finished rotations.
     """
-    opener = gzip.open if compressed else open
-    with opener(path, "rb") as handle:
-        handle.seek(start)
-        offset = start
+    with open_content(path, compressed) as handle:
+        mid_line = False
+        if start > 0:
+            # A checkpoint lands after a newline unless it moved past the
+            # first part of an over-long line: then the rest is skipped too.
+            handle.seek(start - 1)
+            mid_line = handle.read(1) != b"\n"
+        else:
+            handle.seek(0)
+        yield from iter_chunks(handle, start, chunk_bytes, finished=compressed, mid_line=mid_line)
+
+
+def iter_chunks(
+    handle: BinaryIO,
+    offset: int,
+    chunk_bytes: int,
+    finished: bool,
+    mid_line: bool = False,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> Iterator[Chunk]:
+    """Yield chunks of whole lines read from ``handle``, whose next byte is at ``offset``.
+
+    ``finished`` content (a compressed rotation, an S3 object) yields its last
+    line even without a newline. A line that grows past ``max_line_bytes``
+    without a newline is yielded as skipped pieces up to and including its
+    newline, so memory stays bounded by ``chunk_bytes + max_line_bytes``.
+    ``mid_line`` means ``offset`` lies inside such a line.
+    """
+    carry = b""
+    skipping = mid_line
+    while True:
+        block = handle.read(chunk_bytes)
+        if not block:
+            break
+        data = carry + block
         carry = b""
-        while True:
-            block = handle.read(chunk_bytes)
-            if not block:
-                break
-            data = carry + block
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                carry = data
-                continue
-            yield data[: cut + 1], offset
+        if skipping:
+            newline = data.find(b"\n")
+            piece = data if newline < 0 else data[: newline + 1]
+            yield Chunk(offset, skipped=SkippedBytes(offset, len(piece), piece[:OVERSIZE_SHOWN_BYTES], True))
+            offset += len(piece)
+            data = data[len(piece) :]
+            skipping = newline < 0
+        cut = data.rfind(b"\n")
+        if cut >= 0:
+            yield Chunk(offset, data[: cut + 1])
             offset += cut + 1
-            carry = data[cut + 1 :]
-        if carry and compressed:
-            yield carry + b"\n", offset
+        carry = data[cut + 1 :]
+        if len(carry) > max_line_bytes:
+            yield Chunk(offset, skipped=SkippedBytes(offset, len(carry), carry[:OVERSIZE_SHOWN_BYTES], False))
+            offset += len(carry)
+            carry = b""
+            skipping = True
+    if carry and finished:
+        yield Chunk(offset, carry)
+
+
+def parse_chunk_lines(chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split a chunk into the lines to parse and the rejects of over-long lines.
+
+    A complete line whose decoded text is longer than MAX_LINE_BYTES is
+    rejected like one cut off while being read, so the outcome of a line does
+    not depend on where chunk boundaries fall.
+    """
+    if chunk.skipped is not None:
+        return split_lines(b"", chunk.offset), oversize_reject(chunk.skipped)
+    lines = split_lines(chunk.data, chunk.offset)
+    too_long = pl.col("line").str.len_bytes() > MAX_LINE_BYTES
+    if not lines.select(too_long.any()).item():
+        return lines, pl.DataFrame(schema=REJECT_SCHEMA)
+    rejects = lines.filter(too_long).select(
+        pl.col("offset"),
+        pl.col("line").str.slice(0, OVERSIZE_SHOWN_BYTES),
+        pl.format(
+            "line longer than the maximum of {} bytes: {} bytes not parsed, its start kept here",
+            pl.lit(MAX_LINE_BYTES), pl.col("line").str.len_bytes(),
+        ).alias("reason"),
+    )
+    return lines.filter(~too_long), rejects.cast(REJECT_SCHEMA)
+
+
+def oversize_reject(skipped: SkippedBytes) -> pl.DataFrame:
+    """Return the reject row of one skipped piece of an over-long line."""
+    if skipped.continued:
+        reason = f"rest of a line longer than the maximum of {MAX_LINE_BYTES} bytes: {skipped.length} bytes not parsed"
+    else:
+        reason = (
+            f"line longer than the maximum of {MAX_LINE_BYTES} bytes: {skipped.length} bytes not parsed "
+            "so far, its start kept here"
+        )
+    text = skipped.head.decode("utf-8", "backslashreplace")
+    return pl.DataFrame({"offset": [skipped.offset], "line": [text], "reason": [reason]}, schema=REJECT_SCHEMA)
 
 
 def split_lines(chunk: bytes, base_offset: int) -> pl.DataFrame:

@@ -22,6 +22,7 @@ from rich.console import Console
 from gatewatch.config import Config
 from gatewatch.connectors import get_connector
 from gatewatch.connectors.base import Connector
+from gatewatch.detect import AUTO_FORMAT, AutoFormat
 from gatewatch.engine.evaluator import EvaluationSettings, RuleReport, evaluate_rule
 from gatewatch.engine.loader import RuleSet, load_rules
 from gatewatch.errors import ConfigError, GatewatchError, SourceError
@@ -89,9 +90,14 @@ def run_lock(database: Path) -> Iterator[None]:
         handle.close()
 
 
-def build_connector(config: Config, index: int, fingerprint_key: bytes = b"") -> Connector:
-    """Create the connector of source ``index`` with its validated options."""
+def build_connector(config: Config, index: int, fingerprint_key: bytes = b"") -> Connector | AutoFormat:
+    """Create the connector of source ``index`` with its validated options.
+
+    A `format: auto` source gets a chooser that picks a connector per file.
+    """
     source = config.sources[index]
+    if source.format.strip().lower() == AUTO_FORMAT:
+        return AutoFormat(source.options, source.timezone, fingerprint_key)
     try:
         connector_class = get_connector(source.format)
     except GatewatchError as exc:
@@ -183,8 +189,13 @@ def ingest_all(config: Config, store: Store) -> tuple[list[SourceReport], list[G
     for index, source in enumerate(config.sources):
         try:
             connector = build_connector(config, index, fingerprint_key)
-            patterns = [str(config.resolve(p)) for p in source.paths]
-            result = ingest_source(store, source.name, source.format, connector, patterns)
+            if source.is_s3:
+                from gatewatch.s3source import ingest_s3_source
+
+                result = ingest_s3_source(store, source.name, source.format, connector, source.paths, source.s3)
+            else:
+                patterns = [str(config.resolve(p)) for p in source.paths]
+                result = ingest_source(store, source.name, source.format, connector, patterns)
         except SourceError as exc:
             # A source with no file at all points at its `path:` in the config.
             exc.path = exc.path or config.config_path

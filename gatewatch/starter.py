@@ -7,15 +7,24 @@ STARTER_CONFIG = """\
 database: gatewatch.duckdb
 
 # Log sources. `format` names a connector (`gatewatch` ships `combined` for
-# nginx/Apache access logs and `nginx_json` for nginx JSON logs). `path` is a
-# file, a folder or a glob; rotated files (access.log.1, access.log.2.gz)
-# are read once each.
+# nginx/Apache access logs and `nginx_json` for nginx JSON logs), or `auto`
+# to pick one per file from its first lines; check a file with
+# `gatewatch sources test FILE`. `path` is a file, a folder or a glob;
+# rotated files (access.log.1, access.log.2.gz, access.log.3.zst) are read
+# once each.
 sources:
   - name: edge
     format: combined
     path: /var/log/nginx/access.log*
     # Time zone for log times that carry no UTC offset (IANA name).
     timezone: UTC
+  # Logs delivered to S3 (ALB, WAF, Cloudflare). Credentials come from the
+  # standard AWS chain (environment, ~/.aws files, instance role).
+  # - name: alb
+  #   format: auto
+  #   path: s3://my-log-bucket/AWSLogs/123456789012/elasticloadbalancing/
+  #   s3:
+  #     region: eu-west-1
 
 # Rule files or folders; `builtin` is the rule pack shipped with gatewatch.
 rules:

@@ -137,6 +137,38 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
+    # 3: the format `format: auto` chose for a file, whether a compressed
+    # file was read to its end, and S3 object checkpoints.
+    [
+        "ALTER TABLE checkpoints ADD COLUMN format VARCHAR",
+        "ALTER TABLE checkpoints ADD COLUMN complete BOOLEAN NOT NULL DEFAULT false",
+        # One row per S3 object seen: the ETag and size identify the object
+        # version, "offset" counts the (decompressed) bytes committed so far.
+        """
+        CREATE TABLE s3_objects (
+            source VARCHAR NOT NULL,
+            bucket VARCHAR NOT NULL,
+            key VARCHAR NOT NULL,
+            etag VARCHAR NOT NULL,
+            size BIGINT NOT NULL,
+            last_modified TIMESTAMP,
+            "offset" BIGINT NOT NULL,
+            complete BOOLEAN NOT NULL,
+            format VARCHAR,
+            updated_at TIMESTAMP NOT NULL
+        )
+        """,
+        # Leaf folders of an S3 source that are no longer listed (`s3.settled_after`).
+        """
+        CREATE TABLE s3_settled_prefixes (
+            source VARCHAR NOT NULL,
+            bucket VARCHAR NOT NULL,
+            prefix VARCHAR NOT NULL,
+            newest TIMESTAMP NOT NULL,
+            settled_at TIMESTAMP NOT NULL
+        )
+        """,
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -35,11 +35,17 @@ def test_store_older_schema_migrates_on_write(tmp_path):
     path = tmp_path / "gw.duckdb"
     Store(path).close()
     con = duckdb.connect(str(path))
+    # Undo migrations 2 and 3 to get a store written by the first release.
     con.execute("DROP TABLE settings")
-    con.execute("DELETE FROM schema_version WHERE version = 2")
+    con.execute("DROP TABLE s3_objects")
+    con.execute("DROP TABLE s3_settled_prefixes")
+    con.execute("ALTER TABLE checkpoints DROP COLUMN format")
+    con.execute("ALTER TABLE checkpoints DROP COLUMN complete")
+    con.execute("DELETE FROM schema_version WHERE version >= 2")
     con.close()
     with pytest.raises(StoreError, match="run any write command"):
         Store(path, read_only=True)
     with Store(path) as store:
         assert store.schema_version() == SCHEMA_VERSION
         assert len(store.fingerprint_key()) == 32
+        assert store.con.execute("SELECT count(*) FROM s3_objects").fetchone()[0] == 0
