@@ -37,6 +37,11 @@ CHUNK_BYTES = 32 * 1024 * 1024
 # up to 2100 and leave the real events behind it unevaluated.
 MAX_CLOCK_SKEW = timedelta(minutes=15)
 COMPRESSED_SUFFIXES = (".gz",)
+# Largest multi-line record carried from one chunk to the next. ModSecurity's
+# default request body limit is 12.5 MiB, so a whole audit record fits. A
+# record that grows past this is parsed as it is, and the connector rejects
+# it as incomplete.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -163,9 +168,20 @@ def ingest_file(
         return report
 
     file = _OpenFile(store, source, format_name, connector, path, stat, head)
+    # The bytes of an incomplete multi-line record at the end of the last
+    # chunk, parsed with the next chunk; empty for one-line formats.
+    held = b""
     try:
         for chunk, chunk_offset in read_chunks(path, start, compressed, chunk_bytes):
-            checkpoint = _ingest_chunk(file, chunk, chunk_offset, checkpoint, report)
+            if held:
+                chunk, chunk_offset = held + chunk, chunk_offset - len(held)
+            checkpoint, held = _ingest_chunk(
+                file, chunk, chunk_offset, checkpoint, report, hold_incomplete=len(held) <= MAX_RECORD_BYTES
+            )
+            held_offset = chunk_offset + len(chunk) - len(held)
+        if held and compressed:
+            # A compressed file is a finished rotation: its last record stays as written.
+            _ingest_chunk(file, held, held_offset, checkpoint, report, hold_incomplete=False)
     except (OSError, EOFError) as exc:
         # Chunks before the fault are committed; the next run retries from there.
         raise SourceError(f"reading stopped at a damaged or unreadable part: {exc}", path) from None
@@ -186,14 +202,30 @@ class _OpenFile:
 
 
 def _ingest_chunk(
-    file: _OpenFile, chunk: bytes, chunk_offset: int, previous: Checkpoint | None, report: FileReport
-) -> Checkpoint:
-    """Parse one chunk and commit its events, rejects and the file's new offset together."""
+    file: _OpenFile,
+    chunk: bytes,
+    chunk_offset: int,
+    previous: Checkpoint | None,
+    report: FileReport,
+    hold_incomplete: bool = True,
+) -> tuple[Checkpoint | None, bytes]:
+    """Parse one chunk and commit its events, rejects and the file's new offset together.
+
+    Returns the new checkpoint and the bytes of an incomplete multi-line
+    record at the end of the chunk, which are neither parsed nor counted as
+    read; the checkpoint stops where that record starts.
+    """
     lines = split_lines(chunk, chunk_offset)
+    end_offset = chunk_offset + len(chunk)
+    if hold_incomplete:
+        end_offset = complete_records_end(lines, file.connector, end_offset)
+        lines = lines.filter(pl.col("offset") < end_offset)
+    held = chunk[end_offset - chunk_offset :]
+    if end_offset == chunk_offset:
+        return previous, held
     result = file.connector.parse(lines)
     events = add_lineage(result.events, file.source, file.format_name, str(file.path))
     rejects = add_lineage(result.rejects, file.source, file.format_name, str(file.path))
-    end_offset = chunk_offset + len(chunk)
     clock_limit = utc_now() + MAX_CLOCK_SKEW
     dated = events.filter(pl.col("ts") <= clock_limit)
     store = file.store
@@ -208,9 +240,30 @@ def _ingest_chunk(
     report.lines += lines.height
     report.events += events.height
     report.rejects += rejects.height
-    report.bytes_read += len(chunk)
+    report.bytes_read += end_offset - chunk_offset
     report.future += events.height - dated.height
-    return checkpoint
+    return checkpoint, held
+
+
+def complete_records_end(lines: pl.DataFrame, connector: Connector, end_offset: int) -> int:
+    """Return the byte offset where the complete records of ``lines`` end.
+
+    For a one-line format every line is complete and this is ``end_offset``.
+    For a connector with ``record_start``, the last record of the chunk is
+    incomplete unless a line at or after its first line matches
+    ``record_end``; the offset of that first line is returned then.
+    """
+    if connector.record_start is None or lines.height == 0:
+        return end_offset
+    starts = lines.filter(pl.col("line").str.contains(connector.record_start))
+    if starts.height == 0:
+        return end_offset
+    last_start = starts["offset"].max()
+    if connector.record_end is not None:
+        last_record = lines.filter(pl.col("offset") >= last_start)
+        if last_record["line"].str.contains(connector.record_end).any():
+            return end_offset
+    return last_start
 
 
 def read_head(path: Path, compressed: bool) -> bytes:
