@@ -1,0 +1,199 @@
+"""Helpers shared by the proxy and WAF connectors (Kong, Envoy, Traefik, HAProxy, ModSecurity).
+
+JSON documents decoded in bulk, ``host:port`` addresses, the client picked
+behind trusted proxies and credential headers reduced to fingerprints. All
+of them work on a whole chunk at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import polars as pl
+
+from gatewatch.connectors._credential import fingerprint_values, split_authorization
+from gatewatch.connectors._http import normalize_client_address, null_if_dash, pick_untrusted_client
+from gatewatch.connectors._text import repair_json_text
+
+# The prefix the container runtime (CRI: containerd, CRI-O) writes before
+# each line of a container's output: time, stream and a partial/full flag.
+CRI_PREFIX_RE = r"^\d{4}-\d{2}-\d{2}T[0-9:.]+(?:Z|[+-]\d{2}:\d{2}) (?:stdout|stderr) [FP] "
+
+_NEEDS_REPAIR_RE = r"\\x[0-9A-Fa-f]{2}|[\x00-\x1f]"
+
+# Slices this small are decoded one JSON path at a time when the bulk decoder
+# fails on them; larger slices are halved first.
+_FALLBACK_ROWS = 64
+
+# A JSON scalar in the compact form that json_path_match("$") writes. It is
+# never empty, so it cannot match in front of an object or array value.
+_JSON_SCALAR = r'(?:"(?:[^"\\]|\\.)*"|[^,{}\[\]"]+)'
+
+
+def strip_cri_prefix(line: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """Return the line without a CRI container-log prefix, and whether it had one."""
+    return line.str.replace(CRI_PREFIX_RE, ""), line.str.contains(CRI_PREFIX_RE)
+
+
+def canonical_json(frame: pl.DataFrame, text: str) -> pl.Series:
+    """Return each ``text`` value as compact JSON object text, or null when it is not a JSON object.
+
+    A repeated key keeps its last value. Lines with ``\\xHH`` escapes (how
+    ingest writes bytes that are not UTF-8) or raw control characters are
+    repaired first.
+    """
+    values = frame[text]
+    needs_repair = values.str.contains(_NEEDS_REPAIR_RE).fill_null(False)
+    positions = needs_repair.arg_true()
+    if positions.len():
+        # NOTE: Python runs once per line with \xHH escapes or control
+        # characters, which well-formed JSON logs do not contain.
+        repaired = [repair_json_text(value) for value in values.gather(positions).to_list()]
+        values = values.scatter(positions, pl.Series(repaired, dtype=pl.String))
+    stripped = values.str.strip_chars()
+    canonical = (
+        pl.DataFrame({"text": stripped})
+        .select(
+            pl.when(pl.col("text").str.starts_with("{")).then(pl.col("text").str.json_path_match("$")).alias("json")
+        )
+        .to_series()
+    )
+    return pl.DataFrame({"json": canonical}).select(
+        pl.when(pl.col("json").str.starts_with("{")).then(pl.col("json"))
+    ).to_series()
+
+
+def decode_json(texts: pl.Series, dtype: pl.Struct) -> pl.Series:
+    """Decode JSON object texts into ``dtype``, whose leaves should be strings.
+
+    A leaf that holds an object or array where ``dtype`` has a string makes
+    the bulk decoder fail for the whole column. The column is then halved
+    until the failing slices are small, and those are read one JSON path at
+    a time, which gives such leaves as JSON text.
+    """
+    try:
+        return texts.str.json_decode(dtype)
+    except pl.exceptions.ComputeError:
+        if texts.len() <= _FALLBACK_ROWS:
+            return pl.DataFrame({"json": texts}).select(_struct_from_paths(pl.col("json"), dtype, "$")).to_series()
+        middle = texts.len() // 2
+        return pl.concat([decode_json(texts.slice(0, middle), dtype), decode_json(texts.slice(middle), dtype)])
+
+
+def _struct_from_paths(document: pl.Expr, dtype: pl.Struct, prefix: str) -> pl.Expr:
+    fields = []
+    for field in dtype.fields:
+        path = f"{prefix}['{field.name}']"
+        if isinstance(field.dtype, pl.Struct):
+            fields.append(_struct_from_paths(document, field.dtype, path).alias(field.name))
+        else:
+            fields.append(document.str.json_path_match(path).alias(field.name))
+    return pl.struct(fields)
+
+
+def string_struct(spec: dict) -> pl.Struct:
+    """Build a struct type from nested dicts of field names; every leaf (``None``) is a string."""
+    return pl.Struct({name: string_struct(inner) if isinstance(inner, dict) else pl.String for name, inner in spec.items()})
+
+
+def remove_members(document: pl.Expr, keys: list[str]) -> pl.Expr:
+    """Return a compact JSON object text without the members ``keys`` and null members, or null when empty.
+
+    ``document`` must be in the compact form that ``canonical_json``
+    returns. Only members with a scalar value are removed. Inside a JSON
+    string every quote is escaped, so ``,"key":`` can only start a member.
+    NOTE: a member of a nested object with one of these names is removed too.
+    """
+    names = "|".join(re.escape(key) for key in keys) if keys else None
+    remaining = document.str.replace_all(r',"(?:[^"\\]|\\.)*":null', "")
+    remaining = remaining.str.replace(r'^\{"(?:[^"\\]|\\.)*":null,?', "{")
+    if names is not None:
+        remaining = remaining.str.replace_all(rf',"(?:{names})":{_JSON_SCALAR}', "")
+        remaining = remaining.str.replace(rf'^\{{"(?:{names})":{_JSON_SCALAR},?', "{")
+    return pl.when(remaining != "{}").then(remaining)
+
+
+def merge_json_objects(first: pl.Expr, second: pl.Expr) -> pl.Expr:
+    """Join two JSON object texts (either may be null) into one object text."""
+    first_body = first.str.strip_prefix("{").str.strip_suffix("}")
+    second_body = second.str.strip_prefix("{").str.strip_suffix("}")
+    body = pl.concat_str([first_body, second_body], separator=",", ignore_nulls=True)
+    return pl.when(body != "").then(pl.concat_str([pl.lit("{"), body, pl.lit("}")]))
+
+
+# [v6]:port, v4-or-name:port, or a bare address.
+_HOST_PORT_RE = (
+    r"^(?:\[(?P<bracketed>[^\]]*)\](?::(?P<bracketed_port>\d*))?"
+    r"|(?P<single>[^:\[\]]*):(?P<single_port>\d+)"
+    r"|(?P<bare>.*))$"
+)
+# The same, where an unbracketed IPv6 address is always followed by :port,
+# as HAProxy writes it (2001:db8::1:58340): the port follows the last colon.
+_HOST_PORT_BARE_V6_RE = (
+    r"^(?:\[(?P<bracketed>[^\]]*)\](?::(?P<bracketed_port>\d*))?"
+    r"|(?P<single>[^:\[\]]*):(?P<single_port>\d+)"
+    r"|(?P<bare>.*:.*):(?P<bare_port>\d+)"
+    r"|(?P<bare_only>.*))$"
+)
+
+
+def split_host_port(address: pl.Expr, bare_ipv6_has_port: bool = False) -> tuple[pl.Expr, pl.Expr]:
+    """Split ``host:port``, ``[v6]:port`` or a bare address into host and port (Int32 or null).
+
+    A bare IPv6 address is taken whole, unless ``bare_ipv6_has_port`` says
+    the format always appends the port, which then follows the last colon.
+    """
+    pattern = _HOST_PORT_BARE_V6_RE if bare_ipv6_has_port else _HOST_PORT_RE
+    parts = address.str.extract_groups(pattern)
+    hosts = [parts.struct.field("bracketed"), parts.struct.field("single"), parts.struct.field("bare")]
+    ports = [parts.struct.field("bracketed_port"), parts.struct.field("single_port")]
+    if bare_ipv6_has_port:
+        hosts.append(parts.struct.field("bare_only"))
+        ports.append(parts.struct.field("bare_port"))
+    host = null_if_dash(pl.coalesce(hosts))
+    port = pl.coalesce(ports).cast(pl.Int32, strict=False)
+    return host, port
+
+
+def with_client_address(frame: pl.LazyFrame, address: pl.Expr, bare_ipv6_has_port: bool = False) -> pl.LazyFrame:
+    """Add ``client_ip``, ``_client_ip_raw`` (the form written, when it differs) and ``_client_port``."""
+    host, port = split_host_port(address, bare_ipv6_has_port)
+    frame = frame.with_columns(_client_host=host, _client_port=port)
+    client_ip, client_ip_raw = normalize_client_address(pl.col("_client_host"))
+    return frame.with_columns(client_ip=client_ip, _client_ip_raw=client_ip_raw).drop("_client_host")
+
+
+def with_trusted_client(frame: pl.DataFrame, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> pl.DataFrame:
+    """Pick ``client_ip`` from ``forwarded_for`` and the connecting address when trusted proxies are set.
+
+    Adds ``_remote_addr``: the connecting address when the picked client
+    differs from it, else null. Without ``networks`` nothing else changes.
+    """
+    if not networks:
+        return frame.with_columns(_remote_addr=pl.lit(None, dtype=pl.String))
+    chain = frame.select(
+        pl.concat_str([pl.col("forwarded_for"), pl.col("client_ip")], separator=", ", ignore_nulls=True)
+    ).to_series()
+    frame = frame.with_columns(_picked=pick_untrusted_client(chain, networks))
+    picked, picked_raw = normalize_client_address(null_if_dash(pl.col("_picked")))
+    return frame.with_columns(
+        client_ip=pl.coalesce(picked, pl.col("client_ip")),
+        _client_ip_raw=pl.when(picked.is_not_null()).then(picked_raw).otherwise(pl.col("_client_ip_raw")),
+        _remote_addr=pl.when(picked.is_not_null() & (picked != pl.col("client_ip"))).then(pl.col("client_ip")),
+    ).drop("_picked")
+
+
+def with_credentials(frame: pl.DataFrame, key: bytes, authorization: str, api_key: str | None = None) -> pl.DataFrame:
+    """Add ``credential_id`` and ``_auth_user`` from an Authorization header column and an API-key column.
+
+    The credential is the text after the Authorization scheme, or else the
+    API key. Only its keyed fingerprint is stored; ``_auth_user`` is the
+    user name of a Basic header. The caller drops the raw columns.
+    """
+    parts = split_authorization(null_if_dash(pl.col(authorization)))
+    credential = parts["_auth_credential"]
+    if api_key is not None:
+        credential = pl.coalesce(credential, null_if_dash(pl.col(api_key)))
+    staged = frame.with_columns(_credential=credential, _auth_user=parts["_auth_user"])
+    return staged.with_columns(credential_id=fingerprint_values(staged["_credential"], key)).drop("_credential")
