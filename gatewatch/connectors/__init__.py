@@ -34,6 +34,7 @@ _BUILTIN_CONNECTORS: tuple[tuple[str, str], ...] = (
     ("gatewatch.connectors.nginx_json", "NginxJsonConnector"),
     ("gatewatch.connectors.kong", "KongConnector"),
     ("gatewatch.connectors.envoy", "EnvoyConnector"),
+    ("gatewatch.connectors.traefik", "TraefikConnector"),
     ("gatewatch.connectors.haproxy", "HaproxyConnector"),
 )
 
