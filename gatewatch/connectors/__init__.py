@@ -36,6 +36,7 @@ _BUILTIN_CONNECTORS: tuple[tuple[str, str], ...] = (
     ("gatewatch.connectors.envoy", "EnvoyConnector"),
     ("gatewatch.connectors.traefik", "TraefikConnector"),
     ("gatewatch.connectors.haproxy", "HaproxyConnector"),
+    ("gatewatch.connectors.modsecurity", "ModsecurityConnector"),
 )
 
 logger = logging.getLogger(__name__)

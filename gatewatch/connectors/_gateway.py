@@ -67,18 +67,24 @@ def canonical_json(frame: pl.DataFrame, text: str) -> pl.Series:
 def decode_json(texts: pl.Series, dtype: pl.Struct) -> pl.Series:
     """Decode JSON object texts into ``dtype``, whose leaves should be strings.
 
-    A leaf that holds an object or array where ``dtype`` has a string makes
-    the bulk decoder fail for the whole column. The column is then halved
-    until the failing slices are small, and those are read one JSON path at
-    a time, which gives such leaves as JSON text.
+    A value whose JSON type does not fit ``dtype`` (an object where a string
+    is expected) makes the bulk decoder fail for the whole column. The
+    column is then halved until the failing slices are small, and those are
+    read one JSON path at a time, which gives such a value as JSON text. A
+    single row that still fails decodes to null.
     """
     try:
         return texts.str.json_decode(dtype)
     except pl.exceptions.ComputeError:
-        if texts.len() <= _FALLBACK_ROWS:
+        pass
+    if texts.len() <= _FALLBACK_ROWS:
+        try:
             return pl.DataFrame({"json": texts}).select(_struct_from_paths(pl.col("json"), dtype, "$")).to_series()
-        middle = texts.len() // 2
-        return pl.concat([decode_json(texts.slice(0, middle), dtype), decode_json(texts.slice(middle), dtype)])
+        except pl.exceptions.ComputeError:
+            if texts.len() == 1:
+                return pl.Series(texts.name, [None], dtype=dtype)
+    middle = texts.len() // 2
+    return pl.concat([decode_json(texts.slice(0, middle), dtype), decode_json(texts.slice(middle), dtype)])
 
 
 def _struct_from_paths(document: pl.Expr, dtype: pl.Struct, prefix: str) -> pl.Expr:
@@ -87,8 +93,10 @@ def _struct_from_paths(document: pl.Expr, dtype: pl.Struct, prefix: str) -> pl.E
         path = f"{prefix}['{field.name}']"
         if isinstance(field.dtype, pl.Struct):
             fields.append(_struct_from_paths(document, field.dtype, path).alias(field.name))
-        else:
+        elif field.dtype == pl.String:
             fields.append(document.str.json_path_match(path).alias(field.name))
+        else:
+            fields.append(document.str.json_path_match(path).str.json_decode(field.dtype).alias(field.name))
     return pl.struct(fields)
 
 
