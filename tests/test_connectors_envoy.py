@@ -128,7 +128,9 @@ def test_istio_json_codec_error():
             "user_agent": "-",
         }
     )
+
     row = one_event(line)
+
     assert row["malformed"] is True
     assert row["method"] is None
     assert row["path"] is None
@@ -137,7 +139,7 @@ def test_istio_json_codec_error():
     assert row["client_ip"] == "192.0.2.60"
     assert row["extra"]["response_code_details"] == "http1.codec_error"
     assert row["extra"]["response_flags"] == "DPE"
-    # Null members and the members a column holds are left out.
+    # Null members and the members that a column contains are left out.
     assert "upstream_cluster" not in row["extra"]
     assert "method" not in row["extra"]
 

@@ -149,8 +149,8 @@ _HOST_PORT_BARE_V6_RE = (
 def split_host_port(address: pl.Expr, bare_ipv6_has_port: bool = False) -> tuple[pl.Expr, pl.Expr]:
     """Split ``host:port``, ``[v6]:port`` or a bare address into host and port (Int32 or null).
 
-    A bare IPv6 address is taken whole, unless ``bare_ipv6_has_port`` says
-    the format always appends the port, which then follows the last colon.
+    A bare IPv6 address is taken whole. Set ``bare_ipv6_has_port`` for a
+    format that always appends the port, which then follows the last colon.
     """
     pattern = _HOST_PORT_BARE_V6_RE if bare_ipv6_has_port else _HOST_PORT_RE
     parts = address.str.extract_groups(pattern)

@@ -214,6 +214,7 @@ class EnvoyConnector(Connector):
 
         consumed = [key for role, role_keys in self._keys.items() if role not in _EXTRA_ROLES for key in role_keys]
         time = pl.coalesce([pl.col("_doc").struct.field(key) for key in self._keys["time"]])
+
         own = json_object(
             {
                 "response_flags": value("flags"),
@@ -237,8 +238,8 @@ class EnvoyConnector(Connector):
             _referer=value("referer"),
             _authorization=value("authorization"),
             _scheme=value("scheme"),
-            # "-" is kept so that a codec error ("-" method and path) is told
-            # apart from a format that has no method field.
+            # "-" is kept so that a codec error ("-" method and path) can be
+            # distinguished from a format that has no method field.
             _method=pl.coalesce([pl.col("_doc").struct.field(key) for key in self._keys["method"]]),
             _path=pl.coalesce([pl.col("_doc").struct.field(key) for key in self._keys["path"]]),
             _protocol=value("protocol"),
@@ -276,6 +277,7 @@ class EnvoyConnector(Connector):
             # A codec error (a request Envoy could not parse) has "-" for both.
             malformed=pl.col("method").is_null() | pl.col("_target").is_null(),
         )
+
         staged = with_target_parts(staged, "_target", "method", "_target_")
         staged = with_client_address(staged, null_if_dash(pl.col("_client")))
         staged = staged.with_columns(
@@ -284,9 +286,11 @@ class EnvoyConnector(Connector):
             path=pl.col("_target_path"),
             query=pl.col("_target_query"),
         ).collect()
+
         staged = with_credentials(staged, self.fingerprint_key, "_authorization")
         staged = staged.with_columns(user=pl.col("_auth_user"))
         staged = with_trusted_client(staged, self.trusted_networks)
+
         own = json_object(
             {
                 "request_raw": pl.when(pl.col("malformed") & pl.col("_request").is_not_null()).then(pl.col("_request")),

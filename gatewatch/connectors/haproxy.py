@@ -136,6 +136,7 @@ class HaproxyConnector(Connector):
             _response_headers=pl.col("response_headers").str.split("|"),
         )
         staged = staged.with_columns(**self._header_columns())
+
         staged = with_request_line(staged, "request")
         staged = with_target_parts(staged, "target", "method", "_target_")
         is_unix = pl.col("client").str.starts_with("unix:")
@@ -152,6 +153,7 @@ class HaproxyConnector(Connector):
             request_id=null_if_dash(pl.col("_header_request_id")),
             _unix_client=pl.when(is_unix).then(pl.col("client")),
         ).collect()
+
         staged = with_credentials(staged, self.fingerprint_key, "_header__authorization")
         staged = staged.with_columns(user=pl.col("_auth_user"))
         staged = with_trusted_client(staged, self.trusted_networks)

@@ -124,7 +124,7 @@ class ModsecurityConnector(Connector):
     """ModSecurity audit logs (v3 JSON, v2 JSON, native multi-part)."""
 
     name = "modsecurity"
-    aliases = ("modsec", "modsecurity_audit", "coraza_audit")
+    aliases = ("modsec", "modsecurity_audit")
     options_model = ModsecurityOptions
     options: ModsecurityOptions
     # A native record runs from its A boundary to its Z boundary. JSON
@@ -354,6 +354,7 @@ class ModsecurityConnector(Connector):
             request_id=pl.col("_unique_id"),
         )
         staged = staged.with_columns(malformed=pl.col("method").is_null() | pl.col("_target").is_null())
+
         staged = with_target_parts(staged, "_target", "method", "_target_")
         staged = with_client_address(staged, null_if_dash(pl.col("_client")))
         staged = staged.with_columns(
@@ -362,9 +363,11 @@ class ModsecurityConnector(Connector):
             path=pl.col("_target_path"),
             query=pl.col("_target_query"),
         ).collect()
+
         staged = with_credentials(staged, self.fingerprint_key, "_authorization", "_api_key")
         staged = staged.with_columns(user=pl.col("_auth_user"))
         staged = with_trusted_client(staged, self.trusted_networks)
+
         staged = _with_waf_columns(staged)
         return staged.with_columns(
             extra=json_object(
@@ -400,10 +403,10 @@ def _conform_record(frame: pl.DataFrame) -> pl.DataFrame:
 def _with_waf_columns(staged: pl.DataFrame) -> pl.DataFrame:
     """Add waf_action, waf_rule_id, waf_message, attack_class and ``_classes`` from ``_messages``.
 
-    The blocking rule is the one whose message says "Access denied", or the
-    CRS anomaly rule when ModSecurity intercepted the request (or answered
-    403) and that rule matched. Rule ids and messages list it first, then
-    the others in log order.
+    The blocking rule is the one whose message starts with "Access denied",
+    or the CRS anomaly rule when ModSecurity intercepted the request (or the
+    response status is 403) and that rule matched. Rule ids and messages
+    list it first, then the others in log order.
     """
     messages = (
         staged.select("_row", "_messages")

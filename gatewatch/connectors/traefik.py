@@ -204,6 +204,7 @@ class TraefikConnector(Connector):
             request_id=null_if_dash(pl.col("_request_id")),
         )
         staged = staged.with_columns(malformed=pl.col("method").is_null() | pl.col("_target").is_null())
+
         staged = with_target_parts(staged, "_target", "method", "_target_")
         staged = with_client_address(staged, null_if_dash(pl.col("_client")))
         staged = staged.with_columns(
@@ -212,9 +213,11 @@ class TraefikConnector(Connector):
             path=pl.col("_target_path"),
             query=pl.col("_target_query"),
         ).collect()
+
         staged = with_credentials(staged, self.fingerprint_key, "_authorization", "_api_key")
         staged = staged.with_columns(user=pl.coalesce(null_if_dash(pl.col("_user")), pl.col("_auth_user")))
         staged = with_trusted_client(staged, self.trusted_networks)
+
         own = json_object(
             {
                 "request_raw": pl.when(pl.col("malformed")).then(pl.col("_request")),
