@@ -19,9 +19,8 @@ import re
 import polars as pl
 from pydantic import Field, field_validator
 
-from gatewatch.connectors._gateway import with_client_address, with_credentials, with_trusted_client
+from gatewatch.connectors._gateway import json_members, with_client_address, with_credentials, with_trusted_client
 from gatewatch.connectors._http import null_if_dash, with_request_line, with_target_parts
-from gatewatch.connectors._text import json_object
 from gatewatch.connectors._time import describe_time_failure, parse_clf_time, validate_timezone
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 from gatewatch.connectors.combined import SYSLOG_PREFIX_RE
@@ -157,7 +156,7 @@ class HaproxyConnector(Connector):
         staged = with_credentials(staged, self.fingerprint_key, "_header__authorization")
         staged = staged.with_columns(user=pl.col("_auth_user"))
         staged = with_trusted_client(staged, self.trusted_networks)
-        return staged.with_columns(extra=json_object(self._extra_members()))
+        return staged.with_columns(extra=json_members(self._extra_members()))
 
     def _header_columns(self) -> dict[str, pl.Expr]:
         """Return the columns that the named captured headers fill, as ``_header_<column>``."""

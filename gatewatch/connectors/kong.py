@@ -15,13 +15,13 @@ from pydantic import Field, field_validator
 from gatewatch.connectors._gateway import (
     canonical_json,
     decode_json,
+    json_members,
     string_struct,
     with_client_address,
     with_credentials,
     with_trusted_client,
 )
 from gatewatch.connectors._http import null_if_dash, with_target_parts
-from gatewatch.connectors._text import json_object
 from gatewatch.connectors._time import describe_time_failure, parse_any_time, validate_timezone
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 
@@ -146,7 +146,7 @@ class KongConnector(Connector):
         staged = with_credentials(staged, self.fingerprint_key, "_authorization", "_api_key")
         staged = staged.with_columns(user=pl.coalesce(pl.col("_consumer_user"), pl.col("_auth_user")))
         staged = with_trusted_client(staged, self.trusted_networks)
-        return staged.with_columns(extra=json_object(self._extra_members()))
+        return staged.with_columns(extra=json_members(self._extra_members()))
 
     def _with_query_key(self, staged: pl.LazyFrame) -> pl.LazyFrame:
         """Take an API key sent as a query parameter as the credential, and mask it in ``query``."""

@@ -26,13 +26,13 @@ from pydantic import field_validator
 from gatewatch.connectors._gateway import (
     canonical_json,
     decode_json,
+    json_members,
     string_struct,
     with_client_address,
     with_credentials,
     with_trusted_client,
 )
 from gatewatch.connectors._http import null_if_dash, with_request_line, with_target_parts
-from gatewatch.connectors._text import json_object
 from gatewatch.connectors._time import local_to_utc, parse_clf_time, validate_timezone
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 
@@ -370,7 +370,7 @@ class ModsecurityConnector(Connector):
 
         staged = _with_waf_columns(staged)
         return staged.with_columns(
-            extra=json_object(
+            extra=json_members(
                 {
                     "audit_format": pl.col("_format"),
                     "request_raw": pl.when(pl.col("malformed")).then(pl.coalesce(pl.col("_request"), pl.col("_target"))),

@@ -21,6 +21,7 @@ from gatewatch.connectors._frames import overwrite_rows
 from gatewatch.connectors._gateway import (
     canonical_json,
     decode_json,
+    json_members,
     merge_json_objects,
     remove_members,
     string_struct,
@@ -30,7 +31,7 @@ from gatewatch.connectors._gateway import (
     with_trusted_client,
 )
 from gatewatch.connectors._http import null_if_dash, with_request_line, with_target_parts
-from gatewatch.connectors._text import json_object, unescape_log_column
+from gatewatch.connectors._text import unescape_log_column
 from gatewatch.connectors._time import describe_time_failure, parse_any_time, validate_timezone
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 
@@ -130,7 +131,7 @@ class TraefikConnector(Connector):
                 _request_id=pl.lit(None, dtype=pl.String),
                 _authorization=pl.lit(None, dtype=pl.String),
                 _api_key=pl.lit(None, dtype=pl.String),
-                _extra_source=json_object(
+                _extra_source=json_members(
                     {
                         "request_count": parts.struct.field("request_count").cast(pl.Int64, strict=False),
                         "router_name": null_if_dash(parts.struct.field("router")),
@@ -180,7 +181,7 @@ class TraefikConnector(Connector):
                 _authorization=field("request_Authorization"),
                 _api_key=field("request_X-Api-Key"),
                 _extra_source=merge_json_objects(
-                    json_object({"cri": pl.when(pl.col("_cri")).then(pl.lit(True))}),
+                    json_members({"cri": pl.when(pl.col("_cri")).then(pl.lit(True))}),
                     remove_members(pl.col("_json"), _CONSUMED_KEYS),
                 ),
             )
@@ -218,7 +219,7 @@ class TraefikConnector(Connector):
         staged = staged.with_columns(user=pl.coalesce(null_if_dash(pl.col("_user")), pl.col("_auth_user")))
         staged = with_trusted_client(staged, self.trusted_networks)
 
-        own = json_object(
+        own = json_members(
             {
                 "request_raw": pl.when(pl.col("malformed")).then(pl.col("_request")),
                 "request_target": pl.when(pl.col("_target_is_absolute")).then(pl.col("_target")),
