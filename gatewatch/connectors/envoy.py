@@ -134,10 +134,16 @@ class EnvoyConnector(Connector):
         frame = frame.with_columns(_json=canonical_json(frame, "_body"))
         is_json = frame["_json"].is_not_null()
 
-        fields = self._read_text(frame)
-        if is_json.any():
-            fields = overwrite_rows(fields, is_json, self._read_json(frame.filter(is_json)))
-        fields = frame.select("_row", "offset", "line").hstack(fields)
+        # Each reader gets only its own lines; the rows are put back in line order.
+        text_lines = frame.filter(~is_json)
+        json_lines = frame.filter(is_json)
+        fields = pl.concat(
+            [
+                text_lines.select("_row", "offset", "line").hstack(self._read_text(text_lines)),
+                json_lines.select("_row", "offset", "line").hstack(self._read_json(json_lines)),
+            ],
+            how="vertical_relaxed",
+        ).sort("_row")
 
         matched = fields.filter(pl.col("_matched"))
         unmatched = fields.filter(~pl.col("_matched")).select(
@@ -158,9 +164,7 @@ class EnvoyConnector(Connector):
         return ParseResult.from_frames(events.filter(reasons.is_null()), rejects)
 
     def _read_text(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Return the raw fields of the text format, one row per row of ``frame`` (every row of the chunk)."""
-        # The text reader runs over every line so that rows stay aligned;
-        # JSON rows are overwritten afterwards.
+        """Return the raw fields of the text formats, one row per row of ``frame``."""
         parts = pl.col("_m")
         trailing = pl.col("_trailing")
         columns = {

@@ -17,7 +17,6 @@ from __future__ import annotations
 import polars as pl
 from pydantic import field_validator
 
-from gatewatch.connectors._frames import overwrite_rows
 from gatewatch.connectors._gateway import (
     canonical_json,
     decode_json,
@@ -82,10 +81,16 @@ class TraefikConnector(Connector):
         frame = frame.with_columns(_body=body, _cri=has_cri)
         frame = frame.with_columns(_json=canonical_json(frame, "_body"))
         is_json = frame["_json"].is_not_null()
-        fields = self._read_clf(frame)
-        if is_json.any():
-            fields = overwrite_rows(fields, is_json, self._read_json(frame.filter(is_json)))
-        fields = frame.select("_row", "offset", "line").hstack(fields)
+        # Each reader gets only its own lines; the rows are put back in line order.
+        text_lines = frame.filter(~is_json)
+        json_lines = frame.filter(is_json)
+        fields = pl.concat(
+            [
+                text_lines.select("_row", "offset", "line").hstack(self._read_clf(text_lines)),
+                json_lines.select("_row", "offset", "line").hstack(self._read_json(json_lines)),
+            ],
+            how="vertical_relaxed",
+        ).sort("_row")
 
         matched = fields.filter(pl.col("_matched"))
         unmatched = fields.filter(~pl.col("_matched")).select(
@@ -105,7 +110,7 @@ class TraefikConnector(Connector):
         return ParseResult.from_frames(events.filter(reasons.is_null()), rejects)
 
     def _read_clf(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Return the raw fields of the common format for every row of ``frame``."""
+        """Return the raw fields of the common format, one row per row of ``frame``."""
         parts = pl.col("_m")
         fields = (
             frame.lazy()
