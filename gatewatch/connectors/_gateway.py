@@ -119,7 +119,7 @@ def remove_members(document: pl.Expr, keys: list[str]) -> pl.Expr:
     if names is not None:
         remaining = remaining.str.replace_all(rf',"(?:{names})":{_JSON_SCALAR}', "")
         remaining = remaining.str.replace(rf'^\{{"(?:{names})":{_JSON_SCALAR},?', "{")
-    return pl.when(remaining != "{}").then(remaining)
+    return remaining.replace("{}", None)
 
 
 def json_members(members: dict[str, pl.Expr]) -> pl.Expr:
@@ -133,7 +133,8 @@ def json_members(members: dict[str, pl.Expr]) -> pl.Expr:
     # polars writes a null member as "name":null. Inside a string value every
     # quote is escaped, so ',"name":null' only matches a member.
     stripped = encoded.str.replace_all(r',"[^"\\]*":null', "").str.replace(r'^\{"[^"\\]*":null,?', "{")
-    return pl.when(stripped != "{}").then(stripped)
+    # replace() instead of when/then, which would compute ``stripped`` twice.
+    return stripped.replace("{}", None)
 
 
 def merge_json_objects(first: pl.Expr, second: pl.Expr) -> pl.Expr:
@@ -141,7 +142,7 @@ def merge_json_objects(first: pl.Expr, second: pl.Expr) -> pl.Expr:
     first_body = first.str.strip_prefix("{").str.strip_suffix("}")
     second_body = second.str.strip_prefix("{").str.strip_suffix("}")
     body = pl.concat_str([first_body, second_body], separator=",", ignore_nulls=True)
-    return pl.when(body != "").then(pl.concat_str([pl.lit("{"), body, pl.lit("}")]))
+    return pl.concat_str([pl.lit("{"), body, pl.lit("}")]).replace("{}", None)
 
 
 def split_host_port(address: pl.Expr, bare_ipv6_has_port: bool = False) -> tuple[pl.Expr, pl.Expr]:
