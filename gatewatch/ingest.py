@@ -52,6 +52,11 @@ COMPRESSED_SUFFIXES = (".gz", ".zst")
 MAX_LINE_BYTES = 1024 * 1024
 # Bytes of an over-long line kept in its reject row.
 OVERSIZE_SHOWN_BYTES = 1024
+# Largest multi-line record carried from one chunk to the next. ModSecurity's
+# default request body limit is 12.5 MiB, so a whole audit record fits. A
+# record that grows past this is parsed as it is, and the connector rejects
+# it as incomplete.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -208,9 +213,17 @@ def ingest_file(
         format_name, connector, report.format_note = connector.choose(path, remembered)
         report.chosen_format = format_name
     file = _OpenFile(store, source, format_name, connector, path, stat, head, remember_format)
+    # An incomplete multi-line record at the end of the last chunk, parsed
+    # with the next chunk; always None for one-line formats.
+    held: Chunk | None = None
     try:
         for chunk in read_chunks(path, start, compressed, chunk_bytes):
-            checkpoint = _ingest_chunk(file, chunk, checkpoint, report)
+            ready, held = complete_records(file.connector, held, chunk)
+            for part in ready:
+                checkpoint = _ingest_chunk(file, part, checkpoint, report)
+        if held is not None and compressed:
+            # A compressed file is a finished rotation: its last record stays as written.
+            checkpoint = _ingest_chunk(file, held, checkpoint, report)
         if compressed and checkpoint is not None:
             # Read to its end: record that under this file's inode so the
             # next run skips it without decompressing.
@@ -284,6 +297,51 @@ def commit_chunk(
     report.bytes_read += chunk.end - chunk.offset
     report.future += events.height - dated.height
     return position
+
+
+def complete_records(connector: Connector, held: Chunk | None, chunk: Chunk) -> tuple[list[Chunk], Chunk | None]:
+    """Return the chunks of complete records in ``held`` + ``chunk``, and the incomplete rest.
+
+    For a one-line format that is ``chunk`` itself. For a connector with
+    ``record_start``, the last record is held back unless a line of it
+    matches ``record_end``, so the checkpoint stops at its first byte and
+    the record is parsed once, whole, with the next chunk. A held record
+    past MAX_RECORD_BYTES, or one interrupted by an over-long line, is
+    passed on as it is.
+    """
+    if connector.record_start is None:
+        return [chunk], None
+    if chunk.skipped is not None:
+        return [part for part in (held, chunk) if part is not None], None
+    offset = held.offset if held is not None else chunk.offset
+    data = held.data + chunk.data if held is not None else chunk.data
+    if held is not None and len(held.data) > MAX_RECORD_BYTES:
+        return [Chunk(offset, data)], None
+    end = complete_records_end(split_lines(data, offset), connector, offset + len(data))
+    ready = [Chunk(offset, data[: end - offset])] if end > offset else []
+    rest = Chunk(end, data[end - offset :]) if end < offset + len(data) else None
+    return ready, rest
+
+
+def complete_records_end(lines: pl.DataFrame, connector: Connector, end_offset: int) -> int:
+    """Return the byte offset where the complete records of ``lines`` end.
+
+    For a one-line format every line is complete and this is ``end_offset``.
+    For a connector with ``record_start``, the last record of the chunk is
+    incomplete unless a line at or after its first line matches
+    ``record_end``; the offset of that first line is returned then.
+    """
+    if connector.record_start is None or lines.height == 0:
+        return end_offset
+    starts = lines.filter(pl.col("line").str.contains(connector.record_start))
+    if starts.height == 0:
+        return end_offset
+    last_start = starts["offset"].max()
+    if connector.record_end is not None:
+        last_record = lines.filter(pl.col("offset") >= last_start)
+        if last_record["line"].str.contains(connector.record_end).any():
+            return end_offset
+    return last_start
 
 
 def _empty_result() -> ParseResult:

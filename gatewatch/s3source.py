@@ -27,7 +27,16 @@ from gatewatch.config import S3_SCHEME, S3Options
 from gatewatch.connectors.base import Connector
 from gatewatch.detect import SAMPLE_LINES, read_first_lines_from
 from gatewatch.errors import SourceError
-from gatewatch.ingest import CHUNK_BYTES, FileReport, FormatChooser, SourceReport, commit_chunk, iter_chunks, open_zstd
+from gatewatch.ingest import (
+    CHUNK_BYTES,
+    FileReport,
+    FormatChooser,
+    SourceReport,
+    commit_chunk,
+    complete_records,
+    iter_chunks,
+    open_zstd,
+)
 from gatewatch.store import Store, utc_now
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -328,9 +337,16 @@ def ingest_object(
 
     position = start
     with opener.open_content(start) as stream:
+        held = None
         for chunk in iter_chunks(stream.handle, start, chunk_bytes, finished=True, mid_line=stream.mid_line):
-            commit_chunk(store, source, format_name, connector, url, chunk, report, save)
-            position = chunk.end
+            ready, held = complete_records(connector, held, chunk)
+            for part in ready:
+                commit_chunk(store, source, format_name, connector, url, part, report, save)
+                position = part.end
+        if held is not None:
+            # An object is finished: its last record stays as written.
+            commit_chunk(store, source, format_name, connector, url, held, report, save)
+            position = held.end
     with store.transaction():
         save(position, complete=True)
     return report

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import gzip
 import json
 from pathlib import Path
@@ -92,7 +94,7 @@ def test_auto_picks_combined(store, tmp_path):
     assert formats(store) == [("combined", 20)]
     note = report.files[0].format_note
     assert note.startswith("format auto chose 'combined': it parsed 100% (20/20 lines")
-    assert "next best nginx_json 0%" in note
+    assert re.search(r"next best \w+ 0% \(0/20 lines", note), note
 
 
 def test_auto_picks_json_per_file(store, tmp_path):
@@ -142,7 +144,7 @@ def test_auto_nothing_fits_lists_candidates(store, tmp_path):
     message = str(report.errors[0])
     assert "found no format that parses at least 50% of the first lines" in message
     assert "combined 17% (2/12 lines" in message
-    assert "nginx_json 0%" in message
+    assert re.search(r"\w+ 0% \(0/12 lines", message), message
     assert "gatewatch sources test" in message
     assert store.con.execute("SELECT count(*) FROM checkpoints").fetchone()[0] == 0
 

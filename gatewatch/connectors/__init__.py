@@ -32,6 +32,11 @@ ENTRY_POINT_GROUP = "gatewatch.connectors"
 _BUILTIN_CONNECTORS: tuple[tuple[str, str], ...] = (
     ("gatewatch.connectors.combined", "CombinedConnector"),
     ("gatewatch.connectors.nginx_json", "NginxJsonConnector"),
+    ("gatewatch.connectors.kong", "KongConnector"),
+    ("gatewatch.connectors.envoy", "EnvoyConnector"),
+    ("gatewatch.connectors.traefik", "TraefikConnector"),
+    ("gatewatch.connectors.haproxy", "HaproxyConnector"),
+    ("gatewatch.connectors.modsecurity", "ModsecurityConnector"),
 )
 
 logger = logging.getLogger(__name__)
