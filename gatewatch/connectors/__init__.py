@@ -32,6 +32,12 @@ ENTRY_POINT_GROUP = "gatewatch.connectors"
 _BUILTIN_CONNECTORS: tuple[tuple[str, str], ...] = (
     ("gatewatch.connectors.combined", "CombinedConnector"),
     ("gatewatch.connectors.nginx_json", "NginxJsonConnector"),
+    ("gatewatch.connectors.aws_alb", "AwsAlbConnector"),
+    ("gatewatch.connectors.aws_apigateway", "AwsApiGatewayConnector"),
+    ("gatewatch.connectors.aws_waf", "AwsWafConnector"),
+    ("gatewatch.connectors.cloudflare", "CloudflareConnector"),
+    ("gatewatch.connectors.gcp_lb", "GcpLbConnector"),
+    ("gatewatch.connectors.json_lines", "JsonLinesConnector"),
 )
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,138 @@
+"""AWS WAF (v2) web ACL logs: one JSON object per request the web ACL inspected.
+
+AWS writes ``timestamp`` as Unix milliseconds. Records copied from other
+tools sometimes carry an ISO 8601 time instead, which is read as well.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from pydantic import field_validator
+
+from gatewatch.connectors._json import (
+    EventSettings,
+    build_events,
+    finish,
+    header_list,
+    header_value,
+    read_json_objects,
+    safe_headers_json,
+    sql_string,
+    text_at,
+)
+from gatewatch.connectors._time import validate_timezone
+from gatewatch.connectors._waf import classify_attack
+from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
+
+# Members of httpRequest that fill a column; the others stay in extra.httpRequest.
+_REQUEST_MEMBERS = ("clientIp", "country", "headers", "uri", "args", "httpVersion", "httpMethod", "requestId")
+# Headers that fill a column; they are left out of extra.headers.
+_COLUMN_HEADERS = ("host", "user-agent", "referer", "x-forwarded-for")
+
+class AwsWafOptions(ConnectorOptions):
+    """Options of the aws_waf connector."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        return validate_timezone(value)
+
+
+class AwsWafConnector(Connector):
+    """AWS WAF web ACL logs (JSON lines)."""
+
+    name = "aws_waf"
+    aliases = ("awswaf", "aws_wafv2")
+    options_model = AwsWafOptions
+    options: AwsWafOptions
+
+    def parse(self, lines: pl.DataFrame) -> ParseResult:
+        headers = "_headers"
+        request_members = "[" + ", ".join(sql_string(name) for name in _REQUEST_MEMBERS) + "]"
+        values = {
+            "ts": text_at("timestamp"),
+            "client_ip": text_at("httpRequest", "clientIp"),
+            "country": text_at("httpRequest", "country"),
+            "path": text_at("httpRequest", "uri"),
+            "query": text_at("httpRequest", "args"),
+            "http_version": text_at("httpRequest", "httpVersion"),
+            "method": text_at("httpRequest", "httpMethod"),
+            "request_id": text_at("httpRequest", "requestId"),
+            "host": header_value(headers, "host"),
+            "user_agent": header_value(headers, "user-agent"),
+            "referer": header_value(headers, "referer"),
+            "forwarded_for": header_value(headers, "x-forwarded-for"),
+            "authorization": header_value(headers, "authorization"),
+            "api_key": header_value(headers, "x-api-key"),
+            "status": text_at("responseCodeSent"),
+            "waf_action": text_at("action"),
+            "waf_rule_id": text_at("terminatingRuleId"),
+            "_conditions": (
+                "array_to_string(list_transform(try(json_transform(json_extract(doc, '$.terminatingRuleMatchDetails'), "
+                """'[{"conditionType":"VARCHAR","location":"VARCHAR"}]')), """
+                "lambda m: m.conditionType || coalesce(' in ' || m.location, '')), '; ')"
+            ),
+            "_labels": "array_to_string(json_extract_string(doc, '$.labels[*].name'), ', ')",
+            # The rule that ended the evaluation, as JSON text, for attack_class.
+            "_terminating_text": (
+                "concat_ws(' ', json_extract(doc, '$.terminatingRuleMatchDetails'), "
+                "json_extract(doc, '$.ruleGroupList[*].terminatingRule'), "
+                "CASE WHEN json_extract_string(doc, '$.terminatingRuleId') <> 'Default_Action' "
+                "THEN json_extract_string(doc, '$.terminatingRuleId') END)"
+            ),
+            # Every member that names a matched rule, for attack_class when the
+            # terminating rule names no class (a COUNT match, a label).
+            "_rule_text": (
+                "concat_ws(' ', json_extract(doc, '$.terminatingRuleMatchDetails'), "
+                "json_extract(doc, '$.terminatingRuleType'), json_extract(doc, '$.ruleGroupList'), "
+                "json_extract(doc, '$.nonTerminatingMatchingRules'), json_extract(doc, '$.rateBasedRuleList'), "
+                "json_extract(doc, '$.labels'), "
+                "CASE WHEN json_extract_string(doc, '$.terminatingRuleId') <> 'Default_Action' "
+                "THEN json_extract_string(doc, '$.terminatingRuleId') END)"
+            ),
+            "_headers_json": safe_headers_json(headers, _COLUMN_HEADERS),
+            "_request_rest": (
+                "nullif(to_json(map_from_entries(list_filter(map_entries(try(json_transform("
+                """json_extract(doc, '$.httpRequest'), '"MAP(VARCHAR, JSON)"'))), """
+                f"lambda e: NOT list_contains({request_members}, e.key)))), '{{}}')"
+            ),
+        }
+        chunk = read_json_objects(
+            lines,
+            values,
+            consumed_keys=("timestamp", "httpRequest", "action", "terminatingRuleId", "responseCodeSent"),
+            prepared={headers: header_list("'$.httpRequest.headers'")},
+        )
+        objects = chunk.objects.with_columns(
+            _request_id=pl.when(pl.col("request_id") != "null").then(pl.col("request_id"))
+        )
+        roles = {
+            role: pl.col(role)
+            for role in (
+                "ts", "client_ip", "country", "path", "query", "http_version", "method", "host", "user_agent",
+                "referer", "forwarded_for", "authorization", "api_key", "status", "waf_action", "waf_rule_id",
+            )
+        }
+        roles["request_id"] = pl.col("_request_id")
+        roles["waf_message"] = pl.coalesce(
+            pl.when(pl.col("_conditions") != "").then(pl.col("_conditions")),
+            pl.when(pl.col("_labels") != "").then(pl.col("_labels")),
+        )
+        roles["attack_class"] = pl.coalesce(
+            classify_attack(pl.col("_terminating_text").fill_null("")),
+            classify_attack(pl.col("_rule_text").fill_null("")),
+        )
+        events, event_rejects = build_events(
+            objects,
+            roles,
+            EventSettings(
+                timezone=self.options.timezone,
+                time_format="auto",
+                time_field="timestamp",
+                trusted_networks=self.trusted_networks,
+                fingerprint_key=self.fingerprint_key,
+            ),
+            raw_extra_members={"headers": pl.col("_headers_json"), "httpRequest": pl.col("_request_rest")},
+        )
+        events, rejects = finish(events, event_rejects, chunk.rejects)
+        return ParseResult.from_frames(events, rejects)
