@@ -3,7 +3,8 @@
 Each entry is one line of space-separated fields, some of them quoted. AWS
 appends new fields at the end from time to time, so a line may have fewer
 fields than ``ALB_FIELDS`` (an older load balancer) or more (a newer one).
-Fields beyond the known list are kept in ``extra.extra_fields``.
+Fields beyond the known list are kept in ``extra.extra_fields``, without
+their quotes.
 """
 
 from __future__ import annotations
@@ -146,7 +147,9 @@ def _named_fields(entries: pl.DataFrame) -> pl.DataFrame:
             tokens.list.get(position, null_on_oob=True).str.replace(r'^"(.*)"$', "$1").alias(_column_name(field))
             for position, field in enumerate(ALB_FIELDS)
         ],
-        _alb_extra_fields=pl.when(tokens.list.len() > len(ALB_FIELDS)).then(tokens.list.slice(len(ALB_FIELDS))),
+        _alb_extra_fields=pl.when(tokens.list.len() > len(ALB_FIELDS)).then(
+            tokens.list.slice(len(ALB_FIELDS)).list.eval(pl.element().str.replace(r'^"(.*)"$', "$1"))
+        ),
         _extra_log=pl.lit(None, dtype=pl.String),
     )
     for field in ("request", "user_agent", "redirect_url", "error_reason", "classification_reason"):

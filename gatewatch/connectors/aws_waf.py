@@ -73,10 +73,11 @@ class AwsWafConnector(Connector):
                 "lambda m: m.conditionType || coalesce(' in ' || m.location, '')), '; ')"
             ),
             "_labels": "array_to_string(json_extract_string(doc, '$.labels[*].name'), ', ')",
-            # The rule that ended the evaluation, as JSON text, for attack_class.
+            # The rule that ended the evaluation, as text, for attack_class:
+            # what it matched (condition types) first, then its names.
+            "_terminating_match": "json_extract(doc, '$.terminatingRuleMatchDetails')::VARCHAR",
             "_terminating_text": (
-                "concat_ws(' ', json_extract(doc, '$.terminatingRuleMatchDetails'), "
-                "json_extract(doc, '$.ruleGroupList[*].terminatingRule'), "
+                "concat_ws(' ', json_extract(doc, '$.ruleGroupList[*].terminatingRule'), "
                 "CASE WHEN json_extract_string(doc, '$.terminatingRuleId') <> 'Default_Action' "
                 "THEN json_extract_string(doc, '$.terminatingRuleId') END)"
             ),
@@ -119,6 +120,7 @@ class AwsWafConnector(Connector):
             pl.when(pl.col("_labels") != "").then(pl.col("_labels")),
         )
         roles["attack_class"] = pl.coalesce(
+            classify_attack(pl.col("_terminating_match").fill_null("")),
             classify_attack(pl.col("_terminating_text").fill_null("")),
             classify_attack(pl.col("_rule_text").fill_null("")),
         )
