@@ -29,7 +29,7 @@ from gatewatch.connectors._http import (
     with_request_line,
     with_target_parts,
 )
-from gatewatch.connectors._text import json_object, repair_json_text
+from gatewatch.connectors._text import repair_json_text
 from gatewatch.connectors._time import local_to_utc, parse_any_time
 from gatewatch.events import PARSED_COLUMNS
 
@@ -58,10 +58,6 @@ TIME_FORMATS: tuple[str, ...] = ("auto", "iso8601", "clf", "epoch_s", "epoch_ms"
 
 _NEEDS_REPAIR_RE = r"\\x[0-9A-Fa-f]{2}|[\x00-\x1f]"
 _PATH_KEY_RE = re.compile(r"^(?P<key>[^.\[\]]+)(?P<indexes>(?:\[\d+\])*)$")
-
-# Keys this module writes into extra. A log member with the same name keeps
-# it, and the connector's own member is left out, so nothing is overwritten.
-_DUPLICATE_KEYS_NOTE = "duplicate_keys"
 
 
 def sql_string(text: str) -> str:
@@ -110,9 +106,25 @@ def parse_dotted_path(text: str) -> list[str | int]:
     return keys
 
 
-def text_at(*keys: str | int) -> str:
+class PathText(str):
+    """The SQL expression for the member at a JSON path, as text (JSON text for objects and lists).
+
+    It is a plain SQL string, so it can be written into larger expressions.
+    Given directly as a value to ``read_json_objects``, it is read together
+    with the other paths in one pass over the document.
+    """
+
+    path: str
+
+    def __new__(cls, path: str) -> PathText:
+        text = super().__new__(cls, f"json_extract_string(doc, {sql_string(path)})")
+        text.path = path
+        return text
+
+
+def text_at(*keys: str | int) -> PathText:
     """Return the SQL expression for the member at ``keys`` as text (JSON text for objects and lists)."""
-    return f"json_extract_string(doc, {sql_string(json_path(keys))})"
+    return PathText(json_path(keys))
 
 
 def header_value(headers_sql: str, name: str) -> str:
@@ -125,12 +137,13 @@ def header_value(headers_sql: str, name: str) -> str:
     )
 
 
-def header_list(path_sql: str) -> str:
-    """Return the SQL expression that reads a ``[{"name":..,"value":..}]`` member as a list of structs.
+def header_list(json_sql: str) -> str:
+    """Return the SQL expression that reads a ``[{"name":..,"value":..}]`` JSON value as a list of structs.
 
-    A member of another shape gives null (``json_transform`` does not raise).
+    ``json_sql`` is a JSON expression, such as ``json_extract(doc, '$.headers')``.
+    A value of another shape gives null (``json_transform`` does not raise).
     """
-    return f"""try(json_transform(json_extract(doc, {path_sql}), '[{{"name":"VARCHAR","value":"VARCHAR"}}]'))"""
+    return f"""try(json_transform({json_sql}, '[{{"name":"VARCHAR","value":"VARCHAR"}}]'))"""
 
 
 def safe_headers_json(headers_sql: str, also_drop: Sequence[str] = ()) -> str:
@@ -217,9 +230,10 @@ def read_json_objects(
         connection.close()
 
     objects = objects.select("_row", "offset", "line").join(decoded, on="_row", how="left").sort("_row")
-    deepest = max((len(path) for path in consumed_keys if not isinstance(path, str)), default=1)
-    if deepest > 2:
-        objects = objects.with_columns(_extra_log=_drop_empty_objects(pl.col("_extra_log"), deepest - 1))
+    # A patch of a nested member adds an empty parent object where the log
+    # has none, so empty members are removed once per level.
+    deepest = max((1 if isinstance(path, str) else len(path) for path in consumed_keys), default=1)
+    objects = objects.with_columns(_extra_log=_drop_empty_members(pl.col("_extra_log"), deepest))
     rejects = frame.filter(~is_object).select(
         "_row",
         "offset",
@@ -234,64 +248,49 @@ def read_json_objects(
 
 
 def _value_query(values: dict[str, str], consumed_keys: list[str | Sequence[str]], prepared: dict[str, str]) -> str:
-    top_level = [key for key in consumed_keys if isinstance(key, str) or len(key) == 1]
-    top_level = [key if isinstance(key, str) else key[0] for key in top_level]
-    nested: dict[str, dict] = {}
+    # Plain paths are read with one json_extract_string call that parses the
+    # document once, instead of once per path.
+    paths = [expression.path for expression in values.values() if isinstance(expression, PathText)]
+    position = {path: index + 1 for index, path in enumerate(dict.fromkeys(paths))}
+    columns = []
+    for name, expression in values.items():
+        if isinstance(expression, PathText):
+            expression = f"_paths[{position[expression.path]}]"
+        columns.append(f"({expression})::VARCHAR AS {_identifier(name)}")
+    if position:
+        listed = ", ".join(sql_string(path) for path in position)
+        prepared = {"_paths": f"json_extract_string(doc, [{listed}])", **prepared}
+
+    # The consumed members leave the document through a JSON merge patch
+    # that sets them to null (RFC 7396). A repeated key goes with it.
+    patch: dict[str, object] = {}
     for path in consumed_keys:
-        if isinstance(path, str) or len(path) == 1:
-            continue
-        node = nested.setdefault(path[0], {})
-        for key in path[1:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = None
-    consumed = "[" + ", ".join(sql_string(key) for key in top_level) + "]::VARCHAR[]"
-    columns = [f"({expression})::VARCHAR AS {_identifier(name)}" for name, expression in values.items()]
-    # The members as a map parse the document once. A document with a
-    # repeated key cannot become a map, so its distinct keys are read one
-    # by one instead (keys a path cannot name are skipped).
-    members = "try(json_transform(doc, '\"MAP(VARCHAR, JSON)\"'))"
-    # Members without a value ("-", "" or null) are left out, as in the other connectors.
-    remaining = (
-        f"list_filter(map_entries({members}), lambda e: NOT list_contains({consumed}, e.key) "
-        """AND e.value::VARCHAR NOT IN ('"-"', '""', 'null'))"""
-    )
-    if nested:
-        # A nested member is removed with a JSON merge patch of its parent
-        # object. A patch two or more levels deep adds an empty object where
-        # the log has none on the way; read_json_objects removes those.
-        cases = " ".join(
-            f"WHEN {sql_string(key)} THEN CASE WHEN json_type(e.value) = 'OBJECT' "
-            f"THEN json_merge_patch(e.value, {sql_string(json.dumps(patch))}) ELSE e.value END"
-            for key, patch in nested.items()
-        )
-        remaining = f"list_transform({remaining}, lambda e: {{'key': e.key, 'value': CASE e.key {cases} ELSE e.value END}})"
-        remaining = f"list_filter({remaining}, lambda e: e.value::VARCHAR <> '{{}}')"
-    distinct_keys = (
-        f"list_filter(list_distinct(json_keys(doc)), lambda k: NOT list_contains({consumed}, k) "
-        "AND NOT contains(k, '\"') AND NOT contains(k, '\\'))"
-    )
-    by_key = (
-        f"to_json(map_from_entries(list_transform({distinct_keys}, "
-        "lambda k: {'key': k, 'value': json_extract(doc, '$.\"' || k || '\"')})))"
-    )
-    extra = (
-        f"CASE WHEN {members} IS NOT NULL THEN to_json(map_from_entries({remaining})) "
-        f"ELSE json_merge_patch({by_key}, json_object('{_DUPLICATE_KEYS_NOTE}', true)) END"
-    )
-    select = ", ".join(["_row", *columns, f"nullif(({extra})::VARCHAR, '{{}}') AS _extra_log"])
+        keys = [path] if isinstance(path, str) else list(path)
+        node = patch
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if child is None:
+                break
+            node = child
+        else:
+            node[keys[-1]] = None
+    extra = f"json_merge_patch(doc, {sql_string(json.dumps(patch))})::VARCHAR"
+    select = ", ".join(["_row", *columns, f"{extra} AS _extra_log"])
     prepared_columns = "".join(f", {expression} AS {_identifier(name)}" for name, expression in prepared.items())
     return f"WITH prepared AS (SELECT *{prepared_columns} FROM chunk) SELECT {select} FROM prepared"
 
 
-# A member whose value is an empty object. In the canonical JSON that DuckDB
-# writes, a quote right after "," or "{" always starts a key, because quotes
-# inside strings are escaped.
-_EMPTY_MEMBER_AFTER_COMMA = r',"(?:[^"\\]|\\.)*":\{\}'
-_EMPTY_MEMBER_FIRST = r'\{"(?:[^"\\]|\\.)*":\{\},?'
+# A member without a value ("-", "" or null), or whose value is an empty
+# object. In the canonical JSON that DuckDB writes, a quote right after ","
+# or "{" always starts a key, because quotes inside strings are escaped.
+_KEY = r'"(?:[^"\\]|\\.)*":'
+_EMPTY_VALUE = r'(?:"-"|""|null|\{\})'
+_EMPTY_MEMBER_AFTER_COMMA = "," + _KEY + _EMPTY_VALUE
+_EMPTY_MEMBER_FIRST = r"\{" + _KEY + _EMPTY_VALUE + ",?"
 
 
-def _drop_empty_objects(text: pl.Expr, passes: int) -> pl.Expr:
-    """Remove members whose value is ``{}``, ``passes`` levels deep, and return null for an empty object."""
+def _drop_empty_members(text: pl.Expr, passes: int) -> pl.Expr:
+    """Remove members without a value, ``passes`` times for nested objects, and return null for ``{}``."""
     for _ in range(passes):
         text = text.str.replace_all(_EMPTY_MEMBER_AFTER_COMMA, "").str.replace_all(_EMPTY_MEMBER_FIRST, "{")
     return pl.when(text != "{}").then(text)
@@ -452,8 +451,11 @@ def build_events(
         **_unconverted_members(),
         **(extra_members or {}),
     }
-    extra = merge_json_objects(json_object(own), raw_json_object(raw_extra_members or {}))
-    staged = staged.with_columns(extra=merge_json_objects(extra, pl.col("_extra_log")))
+    # Each part is stored in a column before merging, because polars
+    # recomputes an expression for every place that reads it.
+    staged = staged.with_columns(_own_extra=encode_members(own), _raw_extra=raw_json_object(raw_extra_members or {}))
+    staged = staged.with_columns(_own_extra=merge_json_objects(pl.col("_own_extra"), pl.col("_raw_extra")))
+    staged = staged.with_columns(extra=merge_json_objects(pl.col("_own_extra"), pl.col("_extra_log")))
 
     reasons = staged.select(
         pl.when(pl.col("ts").is_null()).then(describe_time(pl.col("_v_ts"), settings.time_field)).alias("reason")
@@ -495,6 +497,22 @@ def _with_untrusted_client(
         _client_ip_raw=pl.when(picked.is_not_null()).then(picked_raw).otherwise(pl.col("_client_ip_raw")),
         _remote_addr=pl.when(picked.is_not_null() & (picked != pl.col("client_ip"))).then(pl.col("client_ip")),
     ).drop("_picked")
+
+
+def encode_members(members: dict[str, pl.Expr]) -> pl.Expr:
+    """Build a JSON object text from the non-null members, or null when all are null.
+
+    One struct encoding for all members, then the null members are cut out
+    of the text, which is several times faster than encoding each member on
+    its own. Member names must not contain quotes or backslashes.
+    """
+    if not members:
+        return pl.lit(None, dtype=pl.String)
+    encoded = pl.struct([value.alias(name) for name, value in members.items()]).struct.json_encode()
+    # In the encoded text a quote after "{" or "," always starts a member
+    # name, because quotes inside strings are escaped.
+    cleaned = encoded.str.replace_all(r',"[^"\\]*":null', "").str.replace(r'^\{"[^"\\]*":null,?', "{")
+    return pl.when(cleaned != "{}").then(cleaned)
 
 
 def raw_json_object(members: dict[str, pl.Expr]) -> pl.Expr:

@@ -48,6 +48,8 @@ class AwsWafConnector(Connector):
 
     def parse(self, lines: pl.DataFrame) -> ParseResult:
         headers = "_headers"
+        # The terminating rule's name, unless it is the web ACL's default action.
+        named_rule = "nullif(json_extract_string(doc, '$.terminatingRuleId'), 'Default_Action')"
         request_members = "[" + ", ".join(sql_string(name) for name in _REQUEST_MEMBERS) + "]"
         values = {
             "ts": text_at("timestamp"),
@@ -68,33 +70,22 @@ class AwsWafConnector(Connector):
             "waf_action": text_at("action"),
             "waf_rule_id": text_at("terminatingRuleId"),
             "_conditions": (
-                "array_to_string(list_transform(try(json_transform(json_extract(doc, '$.terminatingRuleMatchDetails'), "
+                "array_to_string(list_transform(try(json_transform(_parts[1], "
                 """'[{"conditionType":"VARCHAR","location":"VARCHAR"}]')), """
                 "lambda m: m.conditionType || coalesce(' in ' || m.location, '')), '; ')"
             ),
-            "_labels": "array_to_string(json_extract_string(doc, '$.labels[*].name'), ', ')",
+            "_labels": "array_to_string(json_extract_string(_parts[5], '$[*].name'), ', ')",
             # The rule that ended the evaluation, as text, for attack_class:
             # what it matched (condition types) first, then its names.
-            "_terminating_match": "json_extract(doc, '$.terminatingRuleMatchDetails')::VARCHAR",
-            "_terminating_text": (
-                "concat_ws(' ', json_extract(doc, '$.ruleGroupList[*].terminatingRule'), "
-                "CASE WHEN json_extract_string(doc, '$.terminatingRuleId') <> 'Default_Action' "
-                "THEN json_extract_string(doc, '$.terminatingRuleId') END)"
-            ),
+            "_terminating_match": "_parts[1]::VARCHAR",
+            "_terminating_text": f"concat_ws(' ', json_extract(_parts[2], '$[*].terminatingRule'), {named_rule})",
             # Every member that names a matched rule, for attack_class when the
             # terminating rule names no class (a COUNT match, a label).
-            "_rule_text": (
-                "concat_ws(' ', json_extract(doc, '$.terminatingRuleMatchDetails'), "
-                "json_extract(doc, '$.terminatingRuleType'), json_extract(doc, '$.ruleGroupList'), "
-                "json_extract(doc, '$.nonTerminatingMatchingRules'), json_extract(doc, '$.rateBasedRuleList'), "
-                "json_extract(doc, '$.labels'), "
-                "CASE WHEN json_extract_string(doc, '$.terminatingRuleId') <> 'Default_Action' "
-                "THEN json_extract_string(doc, '$.terminatingRuleId') END)"
-            ),
+            "_rule_text": f"concat_ws(' ', _parts[1], _parts[6], _parts[2], _parts[3], _parts[4], _parts[5], {named_rule})",
             "_headers_json": safe_headers_json(headers, _COLUMN_HEADERS),
             "_request_rest": (
-                "nullif(to_json(map_from_entries(list_filter(map_entries(try(json_transform("
-                """json_extract(doc, '$.httpRequest'), '"MAP(VARCHAR, JSON)"'))), """
+                """nullif(to_json(map_from_entries(list_filter(map_entries(try(json_transform(_parts[7], """
+                """'"MAP(VARCHAR, JSON)"'))), """
                 f"lambda e: NOT list_contains({request_members}, e.key)))), '{{}}')"
             ),
         }
@@ -102,7 +93,13 @@ class AwsWafConnector(Connector):
             lines,
             values,
             consumed_keys=("timestamp", "httpRequest", "action", "terminatingRuleId", "responseCodeSent"),
-            prepared={headers: header_list("'$.httpRequest.headers'")},
+            prepared={
+                # The members read by several values, each parsed once.
+                "_parts": "json_extract(doc, ['$.terminatingRuleMatchDetails', '$.ruleGroupList', "
+                "'$.nonTerminatingMatchingRules', '$.rateBasedRuleList', '$.labels', '$.terminatingRuleType', "
+                "'$.httpRequest', '$.httpRequest.headers'])",
+                headers: header_list("_parts[8]"),
+            },
         )
         objects = chunk.objects.with_columns(
             _request_id=pl.when(pl.col("request_id") != "null").then(pl.col("request_id"))
