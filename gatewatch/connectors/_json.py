@@ -1,7 +1,7 @@
 """JSON-lines reading and event building shared by the JSON log connectors.
 
 A chunk of lines is decoded once by DuckDB's JSON functions: each connector
-asks for a set of values by JSON path (or by a DuckDB expression over the
+requests a set of values by JSON path (or by a DuckDB expression over the
 document) and gets them back as text columns. The members of the top-level
 object that no column represents are kept, as JSON, for ``extra``.
 
@@ -53,7 +53,7 @@ VALUE_ROLES: frozenset[str] = (
 ) | EXTRA_ROLES
 
 # Time formats a value may be declared in. "auto" reads ISO 8601 / RFC 3339,
-# CLF and Unix epochs, and tells the epoch unit from the number of digits.
+# CLF and Unix epochs, and takes the epoch unit from the number of digits.
 TIME_FORMATS: tuple[str, ...] = ("auto", "iso8601", "clf", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")
 
 _NEEDS_REPAIR_RE = r"\\x[0-9A-Fa-f]{2}|[\x00-\x1f]"
@@ -361,7 +361,7 @@ def describe_time(text: pl.Expr, field: str) -> pl.Expr:
 
 @dataclass
 class EventSettings:
-    """What ``build_events`` needs from the connector."""
+    """Settings that ``build_events`` takes from the connector."""
 
     timezone: str
     time_format: str
@@ -388,7 +388,7 @@ def build_events(
     """
     unknown = set(roles) - VALUE_ROLES
     if unknown:
-        raise ValueError(f"unknown roles {sorted(unknown)}")
+        raise ValueError(f"unknown roles {sorted(unknown)}; use names from VALUE_ROLES")
     values = {f"_v_{role}": null_if_dash(expression.cast(pl.String)) for role, expression in roles.items()}
     for role in VALUE_ROLES - set(roles):
         values[f"_v_{role}"] = pl.lit(None, dtype=pl.String)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 
-# Patterns over condition types, rule ids and label names (AWS WAF managed
-# rules, Cloud Armor preconfigured rules), tried in order; the first that
-# matches gives attack_class.
+# Patterns over condition types, rule ids and label names of AWS WAF managed
+# rules and Cloud Armor preconfigured rules. They are tried in order, and the
+# first that matches gives attack_class.
 ATTACK_CLASS_PATTERNS: tuple[tuple[str, str], ...] = (
     ("sqli", r"(?i)SQL_INJECTION|SQLi"),
     ("xss", r"(?i)\bXSS\b|_XSS|XSS_|CrossSiteScripting|cross-site-scripting"),

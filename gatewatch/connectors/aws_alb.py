@@ -55,7 +55,7 @@ ALB_FIELDS: tuple[str, ...] = (
     "request_transform_status",
 )
 
-# Fields up to and including the request line; a line with fewer is rejected.
+# Fields up to and including the request line. A line with fewer is rejected.
 MINIMUM_FIELDS = ALB_FIELDS.index("request") + 1
 
 # A quoted field (with backslash escapes) or a run of non-space characters.
@@ -161,7 +161,7 @@ def _named_fields(entries: pl.DataFrame) -> pl.DataFrame:
 def _roles() -> dict[str, pl.Expr]:
     client = pl.col("_alb_client_port").str.extract_groups(_ADDRESS_PORT_RE)
     times = [pl.col(_column_name(name)).cast(pl.Float64, strict=False) for name in _PROCESSING_TIMES]
-    # -1 means the time does not apply (no target answered), so the sum is null.
+    # -1 means the time does not apply (no target responded), so the sum is null.
     all_known = pl.all_horizontal([time >= 0 for time in times])
     return {
         "ts": pl.col("_alb_time"),
