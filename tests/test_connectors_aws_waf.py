@@ -7,10 +7,12 @@ import hmac
 import json
 from datetime import datetime
 
+import pytest
+
 from gatewatch.connectors import get_connector
 from gatewatch.connectors.aws_waf import AwsWafConnector, AwsWafOptions
 from gatewatch.connectors.base import ParseResult
-from linefeed import event_rows, frame_from_lines
+from linefeed import event_rows, frame_from_bytes, frame_from_lines
 
 KEY = b"test key"
 
@@ -189,3 +191,46 @@ def test_waf_rejects_with_reasons():
 
 def test_waf_registered_name():
     assert get_connector("aws-waf") is AwsWafConnector
+
+
+def test_waf_property_never_drops_lines():
+    hypothesis = pytest.importorskip("hypothesis")
+    strategies = pytest.importorskip("hypothesis.strategies")
+
+    # Any JSON value in the members the connector reads, and raw bytes lines.
+    scalars = strategies.none() | strategies.booleans() | strategies.integers() | strategies.text(max_size=40)
+    values = strategies.recursive(
+        scalars, lambda children: strategies.lists(children, max_size=4) | strategies.dictionaries(
+            strategies.text(max_size=8), children, max_size=4
+        ), max_leaves=12
+    )
+    members = ("timestamp", "action", "terminatingRuleId", "labels", "ruleGroupList", "terminatingRuleMatchDetails")
+
+    @hypothesis.settings(max_examples=60, deadline=None)
+    @hypothesis.given(
+        record=strategies.fixed_dictionaries({}, optional={name: values for name in members}),
+        request=values,
+        raw=strategies.binary(max_size=200),
+    )
+    def check(record: dict, request, raw: bytes) -> None:
+        record["httpRequest"] = request
+        data = json.dumps(record).encode() + b"\n" + raw.replace(b"\n", b" ") + b"\n"
+        frame = frame_from_bytes(data)
+        result = AwsWafConnector().parse(frame)
+        offsets = sorted(result.events["offset"].to_list() + result.rejects["offset"].to_list())
+        assert offsets == frame["offset"].to_list()
+        assert result.rejects["reason"].null_count() == 0
+
+    check()
+
+
+def test_waf_lone_surrogate_escape_kept():
+    # json.dumps writes "\ud800" for a lone surrogate, which strict JSON
+    # readers reject; the record must still be an event.
+    record = json.loads(waf_record())
+    record["httpRequest"]["headers"].append({"name": "X-Probe", "value": "a\ud800b"})
+    line = json.dumps(record)
+    assert "\\ud800" in line
+    row = parse_one(line)
+    assert row["client_ip"] == "203.0.113.77"
+    assert {"name": "X-Probe", "value": "a\ufffdb"} in row["extra"]["headers"]

@@ -57,6 +57,13 @@ VALUE_ROLES: frozenset[str] = (
 TIME_FORMATS: tuple[str, ...] = ("auto", "iso8601", "clf", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")
 
 _NEEDS_REPAIR_RE = r"\\x[0-9A-Fa-f]{2}|[\x00-\x1f]"
+# A \uD800-\uDFFF escape. Python's json.dumps writes one for a lone surrogate,
+# which DuckDB rejects as invalid JSON.
+_SURROGATE_ESCAPE_RE = r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+_LONE_SURROGATE_RE = re.compile(
+    r"(?<!\\)((?:\\\\)*)(\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
 _PATH_KEY_RE = re.compile(r"^(?P<key>[^.\[\]]+)(?P<indexes>(?:\[\d+\])*)$")
 
 
@@ -212,6 +219,13 @@ def read_json_objects(
         # character; JSON log writers escape both, so such lines are rare.
         repaired = [repair_json_text(line) for line in documents.gather(positions).to_list()]
         documents = documents.scatter(positions, pl.Series(repaired, dtype=pl.String))
+    has_surrogate = documents.str.contains(_SURROGATE_ESCAPE_RE).fill_null(False)
+    positions = has_surrogate.arg_true()
+    if positions.len():
+        # A lone surrogate escape becomes U+FFFD, so that the record is kept
+        # (hostile input puts them in headers). Python runs for these lines only.
+        fixed = [_LONE_SURROGATE_RE.sub(r"\1\\ufffd", line) for line in documents.gather(positions).to_list()]
+        documents = documents.scatter(positions, pl.Series(fixed, dtype=pl.String))
     frame = frame.with_columns(doc=documents.str.strip_chars())
 
     connection = duckdb.connect()
