@@ -144,11 +144,11 @@ def _named_fields(entries: pl.DataFrame) -> pl.DataFrame:
     tokens = pl.col("_fields")
     named = entries.with_columns(
         [
-            tokens.list.get(position, null_on_oob=True).str.replace(r'^"(.*)"$', "$1").alias(_column_name(field))
+            _unquote(tokens.list.get(position, null_on_oob=True)).alias(_column_name(field))
             for position, field in enumerate(ALB_FIELDS)
         ],
         _alb_extra_fields=pl.when(tokens.list.len() > len(ALB_FIELDS)).then(
-            tokens.list.slice(len(ALB_FIELDS)).list.eval(pl.element().str.replace(r'^"(.*)"$', "$1"))
+            tokens.list.slice(len(ALB_FIELDS)).list.eval(_unquote(pl.element()))
         ),
         _extra_log=pl.lit(None, dtype=pl.String),
     )
@@ -156,6 +156,12 @@ def _named_fields(entries: pl.DataFrame) -> pl.DataFrame:
         column = _column_name(field)
         named = named.with_columns(unescape_log_column(named[column]))
     return named
+
+
+def _unquote(token: pl.Expr) -> pl.Expr:
+    """Remove the quotes around a quoted field; a slice is several times faster than a regex."""
+    is_quoted = token.str.starts_with('"') & token.str.ends_with('"') & (token.str.len_bytes() >= 2)
+    return pl.when(is_quoted).then(token.str.slice(1, token.str.len_chars() - 2)).otherwise(token)
 
 
 def _roles() -> dict[str, pl.Expr]:
