@@ -120,3 +120,10 @@ def test_json_lines_options_errors(options, message):
 
 def test_json_lines_registered_names():
     assert get_connector("jsonl") is JsonLinesConnector
+
+
+def test_json_lines_log_key_named_like_own_member():
+    line = '{"t": 1717243200, "client_ip_raw": "from the log", "ip": "[2001:db8::1]"}'
+    options = {"time_format": "epoch_s", "fields": {"ts": "t", "client_ip": "ip"}}
+    [row] = event_rows(parse(line, options=options).events)
+    assert row["extra"] == {"client_ip_raw": "[2001:db8::1]", "client_ip_raw_from_log": "from the log"}

@@ -469,7 +469,12 @@ def build_events(
     # recomputes an expression for every place that reads it.
     staged = staged.with_columns(_own_extra=encode_members(own), _raw_extra=raw_json_object(raw_extra_members or {}))
     staged = staged.with_columns(_own_extra=merge_json_objects(pl.col("_own_extra"), pl.col("_raw_extra")))
-    staged = staged.with_columns(extra=merge_json_objects(pl.col("_own_extra"), pl.col("_extra_log")))
+    # A log member named like one of the connector's own members is renamed,
+    # so extra never has a key twice. NOTE: the rename also applies to such
+    # keys inside nested objects, because a regex cannot tell the depth.
+    own_names = "|".join(re.escape(name) for name in (*own, *(raw_extra_members or {})))
+    log_extra = pl.col("_extra_log").str.replace_all(f'([{{,])"({own_names})":', '$1"${2}_from_log":')
+    staged = staged.with_columns(extra=merge_json_objects(pl.col("_own_extra"), log_extra))
 
     reasons = staged.select(
         pl.when(pl.col("ts").is_null()).then(describe_time(pl.col("_v_ts"), settings.time_field)).alias("reason")
