@@ -167,3 +167,9 @@ def test_cloudflare_rejects_with_reasons():
 def test_cloudflare_registered_names():
     assert get_connector("cloudflare_logpush") is CloudflareConnector
     assert get_connector("cloudflare-firewall-events") is CloudflareConnector
+
+
+def test_cloudflare_time_without_offset_uses_timezone():
+    line = '{"ClientIP":"192.0.2.5","Datetime":"2022-05-10 06:36:57","EdgeResponseStatus":403}'
+    assert parse_one(line)["ts"] == datetime(2022, 5, 10, 6, 36, 57)
+    assert parse_one(line, timezone="Asia/Kolkata")["ts"] == datetime(2022, 5, 10, 1, 6, 57)
