@@ -71,6 +71,7 @@ def test_alb_https_line():
         },
     )
     assert row["duration_ms"] == pytest.approx(253.0)
+
     extra = row["extra"]
     assert extra["client_port"] == 51234
     assert extra["target_port"] == "10.0.1.5:8443"
@@ -107,6 +108,7 @@ def test_alb_appended_fields_case():
             "request_id": None,
         },
     )
+
     extra = row["extra"]
     assert extra["client_port"] == 44444
     assert extra["request_target"] == "http://203.0.113.5:443/"
