@@ -171,11 +171,17 @@ def pick_format(candidates: list[Candidate], path: Path | str) -> Candidate:
         raise SourceError("format auto found no line to choose a format from; it tries again on the next run", path)
     if best.error is None and best.events and best.share >= MIN_EVENT_SHARE:
         return best
-    listed = "; ".join(candidate.describe() for candidate in candidates[:3])
-    raise SourceError(
+    tried = [candidate for candidate in candidates if candidate.error is None]
+    skipped = [candidate for candidate in candidates if candidate.error is not None]
+    listed = "; ".join(candidate.describe() for candidate in tried[:3]) or "none"
+    message = (
         f"format auto found no format that parses at least {MIN_EVENT_SHARE:.0%} of the first lines. "
-        f"Best candidates: {listed}. Set `format:` to the right name, or inspect the file with "
-        f"`gatewatch sources test {path}`",
+        f"Best candidates: {listed}."
+    )
+    if skipped:
+        message += " Not tried: " + "; ".join(candidate.describe() for candidate in skipped) + "."
+    raise SourceError(
+        f"{message} Set `format:` to the right name, or inspect the file with `gatewatch sources test {path}`",
         path,
     )
 
