@@ -132,24 +132,63 @@ def print_summary(report: TickReport) -> None:
     )
 
 
+class LogLevel(str, Enum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+LogLevelOption = Annotated[
+    LogLevel | None,
+    typer.Option("--log-level", help="Log records from this level up go to stderr (debug, info, warning, error)."),
+]
+
+
 @app.command()
 def run(
     config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
     once: Annotated[bool, typer.Option("--once", help="Run one tick (ingest, evaluate, deliver) and exit; for cron.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print the tick summary even when nothing happened.")] = False,
+    log_level: LogLevelOption = None,
 ) -> None:
     """Ingest new log lines, evaluate the rules and deliver alerts.
 
-    With --once, run one tick and exit. Without it, run a tick every
-    `schedule.every` of the config until stopped with Ctrl-C or SIGTERM.
+    With --once, run one tick and exit, printing nothing when nothing
+    happened. Without it, run as `gatewatch serve` does.
     """
     settings = read_config(config)
     if not once:
-        from gatewatch.scheduler import serve
-
-        serve(settings, lambda: _tick(settings, verbose))
+        _serve(settings, log_level or LogLevel.info)
         return
+    from gatewatch.scheduler import configure_logging
+
+    # Steps log at INFO; a cron run stays silent unless asked, because cron
+    # mails whatever a job prints. Errors are printed below either way.
+    configure_logging((log_level or LogLevel.error).value)
     raise typer.Exit(_tick(settings, verbose))
+
+
+@app.command()
+def serve(
+    config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
+    log_level: LogLevelOption = None,
+) -> None:
+    """Run as a service: ingest, evaluate and deliver on their schedules until SIGTERM or Ctrl-C.
+
+    Each source is ingested every `schedule.every` (or its entry in
+    `schedule.sources`), each rule is evaluated at the interval of its `every`, and
+    alerts are delivered every `schedule.deliver_every`. Logs go to stderr,
+    one line per step. `gatewatch query` works while it runs.
+    """
+    _serve(read_config(config), log_level or LogLevel.info)
+
+
+def _serve(settings: Config, log_level: LogLevel) -> None:
+    from gatewatch.scheduler import configure_logging, serve as serve_daemon
+
+    configure_logging(log_level.value)
+    serve_daemon(settings, out)
 
 
 def _tick(settings: Config, verbose: bool) -> int:
@@ -164,8 +203,8 @@ def _tick(settings: Config, verbose: bool) -> int:
         print_errors([exc])
         return EXIT_FAILED
     print_errors(report.errors)
-    happened = report.lines or report.alerts or report.errors or (report.delivery and report.delivery.sent)
-    if verbose or happened:
+    # Cron mails whatever a job prints, so reading lines alone prints nothing.
+    if verbose or report.alerts or report.errors:
         print_summary(report)
     return EXIT_PARTIAL if report.errors else EXIT_OK
 

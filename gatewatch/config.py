@@ -80,9 +80,22 @@ class EngineConfig(StrictModel):
 
 
 class ScheduleConfig(StrictModel):
-    """How often `gatewatch serve` runs a tick."""
+    """How often `gatewatch serve` runs each step."""
 
+    # Interval of the ingest step of each source, unless `sources` sets one.
+    # Rules are evaluated every rule's own `every`.
     every: Duration = timedelta(minutes=1)
+    # Ingest interval per source name, overriding `every`.
+    sources: dict[str, Duration] = Field(default_factory=dict)
+    # Interval of the delivery step; delivery also runs right after an
+    # evaluation that raised alerts.
+    deliver_every: Duration = timedelta(seconds=10)
+    # How long a step waits for `gatewatch query` or `gatewatch shell` to
+    # release the database before it skips this run.
+    database_wait: Duration = timedelta(seconds=30)
+
+    def ingest_interval(self, source: str) -> timedelta:
+        return self.sources.get(source, self.every)
 
 
 class Config(StrictModel):
@@ -132,7 +145,17 @@ def load_config(path: str | Path) -> Config:
     config.config_path = str(path)
     config.document = document
     _check_unique_names(config)
+    _check_schedule_sources(config)
     return config
+
+
+def _check_schedule_sources(config: Config) -> None:
+    names = [source.name for source in config.sources]
+    for name in config.schedule.sources:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; the sources are: {', '.join(names) or 'none'}"
+            raise config.error(f"`schedule.sources` names unknown source {name!r}{hint}", "schedule", "sources", name)
 
 
 def _check_unique_names(config: Config) -> None:

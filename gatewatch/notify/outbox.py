@@ -251,6 +251,7 @@ def deliver_pending(
     history_margin: timedelta = HISTORY_MARGIN,
     sleep: Callable[[float], None] = time.sleep,
     now: Callable[[], datetime] = utc_now,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> DeliveryReport:
     """Deliver every unsent outbox row, oldest alert first.
 
@@ -262,6 +263,8 @@ def deliver_pending(
     seconds, or after ``max_consecutive_failures`` failures in a row. A
     shorter requested wait is slept, and then the same row is tried again.
     Rows whose notifier is not in ``notifiers`` stay pending and are reported.
+    ``should_stop`` is checked before each row; when it returns True the run
+    ends and the remaining rows stay pending.
     """
     delivery = _Delivery(
         con,
@@ -276,6 +279,8 @@ def deliver_pending(
     unconfigured: dict[str, int] = {}
 
     for row in _read_unsent_rows(con):
+        if should_stop():
+            break
         notifier = notifiers.get(row.notifier)
         if notifier is None:
             unconfigured[row.notifier] = unconfigured.get(row.notifier, 0) + 1
