@@ -11,18 +11,13 @@ Exit codes:
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import duckdb
 import typer
@@ -37,6 +32,9 @@ from gatewatch.errors import GatewatchError
 from gatewatch.notify import load_alert
 from gatewatch.notify.escape import make_visible
 from gatewatch.notify.terminal import render_alert
+from gatewatch.locking import DatabaseBusy, open_with_wait
+from gatewatch.output import OutputFormat, QueryFormat, write_parquet, write_rows
+from gatewatch.query import DEFAULT_WAIT, VIEWS, busy_hint, describe_failure, read_only_connection
 from gatewatch.runner import RunLocked, TickReport, ingest_all, run_lock, run_tick
 from gatewatch.store import Store
 
@@ -72,12 +70,12 @@ ConfigOption = Annotated[
         help="Path of the config file (YAML). Relative paths inside it are read from its folder.",
     ),
 ]
-
-
-class OutputFormat(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
+WaitOption = Annotated[
+    float,
+    typer.Option(
+        "--wait", min=0, help="Seconds to wait while `gatewatch serve` or a run has the database open for writing."
+    ),
+]
 
 
 def first_line(error: Exception) -> str:
@@ -108,7 +106,9 @@ def read_only_store(config: Path) -> Iterator[Store]:
     if not database.exists():
         raise fail(f"{database}: database not found; run `gatewatch run --once` first")
     try:
-        store = Store(database, read_only=True)
+        store = open_with_wait(lambda: Store(database, read_only=True), DEFAULT_WAIT, what=str(database))
+    except DatabaseBusy as exc:
+        raise fail(f"{exc}; {busy_hint(DEFAULT_WAIT)}") from None
     except GatewatchError as exc:
         raise fail(exc) from None
     with store:
@@ -291,71 +291,96 @@ def rules_test(paths: RulePaths = None, config: ConfigOption = Path(DEFAULT_CONF
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help="SQL to run, such as \"SELECT client_ip, count(*) FROM events GROUP BY 1\".")],
+    sql: Annotated[
+        str | None,
+        typer.Argument(help="SQL to run, such as \"SELECT client_ip, count(*) FROM events GROUP BY 1\"."),
+    ] = None,
     config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
-    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table, csv or json.")] = OutputFormat.table,
+    output_format: Annotated[
+        QueryFormat, typer.Option("--format", "-f", help="Output format: table, csv, json or parquet (parquet needs --output).")
+    ] = QueryFormat.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the result to this file instead of stdout (csv, json, parquet).")
+    ] = None,
+    views: Annotated[bool, typer.Option("--views", help="List the built-in views and exit.")] = False,
+    wait: WaitOption = 10.0,
 ) -> None:
-    """Run a read-only SQL query over the database (tables: events, rejects, alerts, outbox)."""
-    with read_only_store(config) as store:
-        try:
-            if not sql.strip():
-                raise fail("the SQL is empty; pass a query such as \"SELECT count(*) FROM events\"")
-            cursor = store.con.execute(sql)
+    """Run a read-only SQL query over the database.
+
+    Tables: events, rejects, alerts, outbox, step_state; views: see --views.
+    Works while `gatewatch serve` runs: the query waits up to --wait seconds
+    for a running step to release the database.
+    """
+    if views:
+        print_views()
+        return
+    if sql is None or not sql.strip():
+        raise fail("the SQL is empty; pass a query such as \"SELECT count(*) FROM events\", or --views")
+    if output_format is QueryFormat.parquet and output is None:
+        raise fail("--format parquet writes a binary file; pass --output FILE.parquet")
+    if output is not None and output_format is QueryFormat.table:
+        raise fail("--output writes csv, json or parquet; pass --format csv, json or parquet")
+    database = database_of(config)
+    try:
+        with read_only_connection(database, timedelta(seconds=wait)) as con:
+            if output_format is QueryFormat.parquet:
+                assert output is not None
+                relation = con.sql(sql)
+                if relation is None:
+                    raise fail("the statement returned no rows to write; pass a SELECT")
+                count = write_parquet(relation, output)
+                err.print(Text(f"wrote {count} rows to {output}"))
+                return
+            cursor = con.execute(sql)
             columns = [d[0] for d in cursor.description] if cursor.description else []
             rows = cursor.fetchall() if columns else []
-        except duckdb.Error as exc:
-            raise fail(f"query failed: {first_line(exc)}") from None
-    write_rows(columns, rows, output)
+    except DatabaseBusy as exc:
+        raise fail(f"{exc}; {busy_hint(timedelta(seconds=wait))}") from None
+    except GatewatchError as exc:
+        raise fail(exc) from None
+    except duckdb.Error as exc:
+        raise fail(f"query failed: {describe_failure(exc)}") from None
+    except OSError as exc:
+        raise fail(f"{output}: cannot write the file: {exc.strerror}") from None
+    if output is None:
+        write_rows(columns, rows, output_format, sys.stdout, out)
+        return
+    try:
+        with output.open("w", encoding="utf-8", newline="") as stream:
+            write_rows(columns, rows, output_format, stream, out)
+    except OSError as exc:
+        raise fail(f"{output}: cannot write the file: {exc.strerror}") from None
+    err.print(Text(f"wrote {len(rows)} rows to {output}"))
 
 
-def write_rows(columns: list[str], rows: list[tuple], output: OutputFormat) -> None:
-    """Print rows as a table, CSV or JSON; table cells show hidden characters as escapes."""
-    if output is OutputFormat.json:
-        records = [dict(zip(columns, row)) for row in rows]
-        records = [{k: _finite(v) for k, v in record.items()} for record in records]
-        sys.stdout.write(json.dumps(records, default=_json_default, ensure_ascii=False, indent=1) + "\n")
-        return
-    if output is OutputFormat.csv:
-        # On a terminal, log content must not move the cursor or recolour
-        # the screen; piped CSV keeps the values byte for byte.
-        clean = make_visible if sys.stdout.isatty() else _as_cell
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow([clean(c) for c in columns])
-        writer.writerows([[clean(v) for v in row] for row in rows])
-        sys.stdout.write(buffer.getvalue())
-        return
-    # Every column but the last keeps its values on one line; the last
-    # (often a summary or a long path) wraps in the remaining width.
-    table = Table(box=None)
-    for index, column in enumerate(columns):
-        table.add_column(make_visible(column), no_wrap=index < len(columns) - 1)
-    for row in rows:
-        table.add_row(*[Text("" if v is None else make_visible(v)) for v in row])
+def print_views() -> None:
+    table = Table("view", "what it shows", box=None)
+    for view in VIEWS:
+        table.add_row(view.name, view.description)
     out.print(table)
 
 
-def _as_cell(value: Any) -> Any:
-    return "" if value is None else value
+def database_of(config: Path) -> Path:
+    settings = read_config(config)
+    return settings.resolve(settings.database)
 
 
-def _finite(value: Any) -> Any:
-    """Return None for NaN and infinities, which JSON cannot represent."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+@app.command()
+def shell(
+    config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
+    wait: WaitOption = 10.0,
+) -> None:
+    """Open an interactive read-only SQL prompt with history; end statements with ';'.
 
+    Each statement opens the database for its own length, so it works while
+    `gatewatch serve` runs. Reads statements from stdin when it is not a terminal.
+    """
+    from gatewatch.shell import QueryShell
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, (bytes, bytearray)):
-        return value.hex()
-    if isinstance(value, Decimal):
-        return float(value)
-    return str(value)
+    database = database_of(config)
+    if not database.exists():
+        raise fail(f"{database}: database not found; run `gatewatch run --once` first")
+    QueryShell(database, timedelta(seconds=wait), out, err).run()
 
 
 @alerts_app.command("list")
@@ -379,7 +404,7 @@ def alerts_list(
             rows = cursor.fetchall()
         except duckdb.Error as exc:
             raise fail(f"listing alerts failed: {first_line(exc)}") from None
-    write_rows(columns, rows, output)
+    write_rows(columns, rows, output, sys.stdout, out)
 
 
 @alerts_app.command("show")
