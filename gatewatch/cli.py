@@ -11,6 +11,7 @@ Exit codes:
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -381,6 +382,103 @@ def shell(
     if not database.exists():
         raise fail(f"{database}: database not found; run `gatewatch run --once` first")
     QueryShell(database, timedelta(seconds=wait), out, err).run()
+
+
+@app.command()
+def status(
+    config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
+    output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table or json.")] = OutputFormat.table,
+    wait: WaitOption = 10.0,
+) -> None:
+    """Show the last run per source and rule, the lag behind the newest event, rejects and the outbox backlog.
+
+    Exit 3 when the last run of a source, rule or delivery failed.
+    """
+    from gatewatch.status import collect_status
+
+    settings = read_config(config)
+    database = settings.resolve(settings.database)
+    try:
+        with read_only_connection(database, timedelta(seconds=wait)) as con:
+            state = collect_status(con, settings, database)
+    except DatabaseBusy as exc:
+        raise fail(f"{exc}; {busy_hint(timedelta(seconds=wait))}") from None
+    except GatewatchError as exc:
+        raise fail(exc) from None
+    except duckdb.Error as exc:
+        raise fail(f"reading the status failed: {first_line(exc)}") from None
+    if output_format is OutputFormat.json:
+        write_status_json(state)
+    elif output_format is OutputFormat.table:
+        print_status(state, database)
+    else:
+        raise fail("status is printed as table or json; pass --format table or --format json")
+    raise typer.Exit(EXIT_PARTIAL if state.failing else EXIT_OK)
+
+
+def write_status_json(state) -> None:
+    from dataclasses import asdict
+
+    from gatewatch.output import json_default
+
+    document = asdict(state)
+    document["failing"] = state.failing
+    sys.stdout.write(json.dumps(document, default=json_default, ensure_ascii=False, indent=1) + "\n")
+
+
+def print_status(state, database: Path) -> None:
+    from gatewatch.status import format_age
+
+    def ago(moment) -> str:
+        return "never" if moment is None else f"{format_age(state.checked_at - moment)} ago"
+
+    def cell(value) -> Text:
+        return Text("-" if value is None else make_visible(value))
+
+    daemon = f"running (pid {state.running_pid})" if state.running_pid else "not running"
+    if state.running_pid == 0:
+        daemon = "running (pid unknown)"
+    out.print(Text(f"database {make_visible(database)}; a gatewatch run or serve is {daemon}"))
+
+    for row in state.sources:
+        out.print(Text(
+            f"source {make_visible(row['source'])}: last run {ago(row['last_run'])}; "
+            f"{row['lines'] or 0} lines, {row['events'] or 0} events, {row['rejects_last_run'] or 0} rejected "
+            f"({row['rejects_24h']} rejected in 24h); newest event {cell(row['newest_event'])}, "
+            f"lag {format_age(row['lag'])}"
+        ))
+        if row["error"]:
+            out.print(Text(f"  last error: {make_visible(row['error'])}"))
+
+    rules = Table("rule", "last run", "evaluated to", "alerts", "alerts total", box=None)
+    for row in state.rules:
+        rules.add_row(
+            cell(row["rule_id"]), ago(row["last_run"]), cell(row["evaluated_to"]),
+            cell(row["alerts_last_run"]), cell(row["alerts_total"]),
+        )
+    out.print(rules)
+    for row in state.rules:
+        if row["error"]:
+            out.print(Text(f"rule {make_visible(row['rule_id'])} last error: {make_visible(row['error'])}"))
+
+    if state.delivery is None:
+        out.print(Text("delivery: never ran"))
+    else:
+        delivery = state.delivery
+        out.print(Text(
+            f"delivery: last run {ago(delivery['last_run'])}, {delivery['sent']} sent, {delivery['failed']} failed"
+            + (f"; error: {make_visible(delivery['error'])}" if delivery["error"] else "")
+        ))
+    outbox = Table("notifier", "backlog", "sent", "oldest unsent", box=None)
+    for row in state.outbox:
+        outbox.add_row(
+            cell(row["notifier"]), cell(row["backlog"]), cell(row["sent"]),
+            "-" if row["oldest_unsent"] is None else ago(row["oldest_unsent"]),
+        )
+    out.print(outbox)
+    for row in state.outbox:
+        if row["last_error"]:
+            out.print(Text(f"notifier {make_visible(row['notifier'])} last error: {make_visible(row['last_error'])}"))
 
 
 @alerts_app.command("list")

@@ -48,7 +48,7 @@ def write_rows(
     if output.value == "json":
         records = [dict(zip(columns, row)) for row in rows]
         records = [{k: _finite(v) for k, v in record.items()} for record in records]
-        stream.write(json.dumps(records, default=_json_default, ensure_ascii=False, indent=1) + "\n")
+        stream.write(json.dumps(records, default=json_default, ensure_ascii=False, indent=1) + "\n")
         return
     if output.value == "csv":
         # On a terminal, log content must not move the cursor or recolour
@@ -105,7 +105,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, timedelta):
