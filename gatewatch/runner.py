@@ -304,7 +304,6 @@ def evaluate_step(
         new_rule_lookback=config.engine.new_rule_lookback,
         evidence_rows=config.engine.evidence_rows,
     )
-    notifier_names = [n.name for n in config.notifiers]
     reports: list[RuleReport] = []
     errors: list[GatewatchError] = []
     for rule in rules:
@@ -315,6 +314,8 @@ def evaluate_step(
         record = StepRecord("evaluate", rule.id, utc_now())
         began = time.perf_counter()
         try:
+            # Outbox rows are made only for the notifiers whose filters take the rule.
+            notifier_names = [n.name for n in config.notifiers if n.accepts(rule.id, rule.rule.severity)]
             result = evaluate_rule(store, rule, notifier_names, settings)
         except duckdb.Error as exc:
             message = str(exc).splitlines()[0]
