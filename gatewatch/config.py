@@ -11,22 +11,19 @@ import difflib
 import zoneinfo
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from gatewatch.duration import parse_duration
 from gatewatch.errors import ConfigError, GatewatchError
-from gatewatch.notify import SlackNotifierConfig, TerminalNotifierConfig
+from gatewatch.notify import NotifierConfig, TerminalNotifierConfig
 from gatewatch.yamlsource import YamlDocument, load_yaml, raise_validation_error
 
 DEFAULT_CONFIG_NAME = "gatewatch.yaml"
 BUILTIN_RULES = "builtin"
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-NotifierConfig = Annotated[
-    Union[TerminalNotifierConfig, SlackNotifierConfig], Field(discriminator="type")
-]
 
 
 class StrictModel(BaseModel):

@@ -355,7 +355,7 @@ def build_notifiers(config: Config, console: Console) -> tuple[dict[str, Notifie
     errors: list[GatewatchError] = []
     for index, notifier_config in enumerate(config.notifiers):
         try:
-            notifiers[notifier_config.name] = build_notifier(notifier_config, console)
+            notifiers[notifier_config.name] = build_notifier(notifier_config, console, resolve=config.resolve)
         except GatewatchError as exc:
             exc.path = exc.path or config.config_path
             exc.line = exc.line or config.line_of("notifiers", index)
