@@ -95,6 +95,25 @@ class ScheduleConfig(StrictModel):
         return self.sources.get(source, self.every)
 
 
+class RetentionConfig(StrictModel):
+    """How long events and rejects stay in the store."""
+
+    # Events older than this (event time) are deleted, except those a rule
+    # window not yet evaluated still needs. Unset: events are kept.
+    events: Duration | None = None
+    # Rejected lines older than this (ingest time) are deleted.
+    rejects: Duration | None = None
+    # Folder where events are written as Parquet, partitioned by date,
+    # before they are deleted.
+    export_dir: str | None = None
+    # How often `gatewatch serve` runs retention; `run --once` runs it every tick.
+    every: Duration = timedelta(hours=1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.events is not None or self.rejects is not None
+
+
 class Config(StrictModel):
     """The whole of gatewatch.yaml."""
 
@@ -105,6 +124,7 @@ class Config(StrictModel):
     notifiers: list[NotifierConfig] = Field(default_factory=lambda: [TerminalNotifierConfig()])
     engine: EngineConfig = Field(default_factory=EngineConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     # Set by load_config, not read from the file.
     config_path: str | None = Field(default=None, exclude=True)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -33,6 +33,7 @@ from gatewatch.errors import ConfigError, GatewatchError, SourceError
 from gatewatch.duration import format_duration
 from gatewatch.ingest import MAX_CLOCK_SKEW, SourceReport, ingest_source
 from gatewatch.notify import DeliveryReport, Notifier, build_notifier, deliver_pending
+from gatewatch.retention import apply_retention
 from gatewatch.store import Store, utc_now
 from gatewatch.yamlsource import raise_validation_error
 
@@ -139,6 +140,8 @@ def run_tick(config: Config, console: Console, rules: RuleSet | None = None) -> 
         report.errors.extend(rule_errors)
         report.delivery, delivery_errors = deliver_step(config, store, notifiers)
         report.errors.extend(delivery_errors)
+        if config.retention.enabled:
+            report.errors.extend(retention_step(config, store, rule_set.rules))
     return report
 
 
@@ -401,6 +404,45 @@ def _delivery_errors(delivery: DeliveryReport) -> list[GatewatchError]:
                 "outbox and are retried next run"
             )
         )
+    return errors
+
+
+# -- retention ---------------------------------------------------------------
+
+
+def retention_step(config: Config, store: Store, rules: list[CompiledRule]) -> list[GatewatchError]:
+    """Delete (and first export, when configured) the events and rejects past their retention."""
+    settings = config.retention
+    record = StepRecord("retention", "events", utc_now())
+    began = time.perf_counter()
+    windows = [timedelta(microseconds=rule.window_us) for rule in rules]
+    errors: list[GatewatchError] = []
+    try:
+        result = apply_retention(
+            store,
+            events_age=settings.events,
+            rejects_age=settings.rejects,
+            export_dir=config.resolve(settings.export_dir) if settings.export_dir else None,
+            max_window=max(windows, default=timedelta(0)),
+        )
+    except (duckdb.Error, OSError) as exc:
+        error = config.error(
+            f"retention failed: {str(exc).splitlines()[0]}; no event was deleted by the failed run",
+            "retention",
+        )
+        errors.append(error)
+        record.error = str(error)
+        logger.error("retention error: %s", error)
+        save_step(store, record, began)
+        return errors
+    record.events = result.deleted_events
+    record.rejects = result.deleted_rejects
+    duration_ms = save_step(store, record, began)
+    _log_step(
+        record, duration_ms, bool(result.deleted_events or result.deleted_rejects),
+        f"retention cutoff={_iso(result.cutoff)} deleted_events={result.deleted_events} "
+        f"exported_files={result.exported_files} deleted_rejects={result.deleted_rejects}",
+    )
     return errors
 
 

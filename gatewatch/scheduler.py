@@ -49,6 +49,7 @@ from gatewatch.runner import (
     deliver_step,
     evaluate_step,
     ingest_step,
+    retention_step,
     rule_locations,
     run_lock,
 )
@@ -189,6 +190,8 @@ class Daemon:
         for every, rules in _rules_by_every(self.rule_set.rules if self.rule_set else []).items():
             add(f"evaluate:{format_duration(every)}", self._evaluate_job(rules), every)
         add(DELIVER_JOB, self._deliver_job, self.config.schedule.deliver_every)
+        if self.config.retention.enabled:
+            add("retention", self._retention_job, self.config.retention.every)
         # With one worker, a long step (a catch-up ingest) makes the other
         # jobs miss runs; they run once it ends, so this is not a warning.
         scheduler.add_listener(self._log_skipped_run, EVENT_JOB_MAX_INSTANCES)
@@ -218,6 +221,10 @@ class Daemon:
 
     def _deliver(self, store: Store) -> None:
         deliver_step(self.config, store, self.notifiers, stop=self.stop_requested.is_set)
+
+    def _retention_job(self) -> None:
+        rules = self.rule_set.rules if self.rule_set else []
+        self._run_step("retention", lambda store: retention_step(self.config, store, rules))
 
     def _log_skipped_run(self, event: JobEvent) -> None:
         logger.debug("job=%s run skipped: its previous run is still running or queued", event.job_id)

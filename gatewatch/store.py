@@ -155,6 +155,19 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE outbox ADD COLUMN message_ref VARCHAR",
         "ALTER TABLE outbox ADD COLUMN thread_ref VARCHAR",
         "ALTER TABLE outbox ADD COLUMN digest_id VARCHAR",
+        # One row per retention run that exported events to Parquet. The row
+        # commits with the DELETE, so a run that died between that commit and
+        # moving its staged files into place is finished by the next run.
+        """
+        CREATE TABLE retention_runs (
+            run_id VARCHAR PRIMARY KEY,
+            cutoff TIMESTAMP NOT NULL,
+            rows BIGINT NOT NULL,
+            export_dir VARCHAR,
+            state VARCHAR NOT NULL,
+            finished_at TIMESTAMP NOT NULL
+        )
+        """,
     ],
 ]
 
