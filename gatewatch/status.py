@@ -1,7 +1,7 @@
 """`gatewatch status`: what the last runs did and what is still waiting.
 
 Read from the store: ``step_state`` (the last run of each step per source,
-rule and notifier), ``source_state`` (the newest event time per source),
+rule and delivery), ``source_state`` (the newest event time per source),
 ``rule_state`` (how far each rule has evaluated), ``rejects`` and ``outbox``.
 """
 

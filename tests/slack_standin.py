@@ -261,7 +261,7 @@ class SlackStandin:
         )
 
     def time_out_next(self, delay: float, count: int = 1, path: str | None = None, process_first: bool = True) -> None:
-        """Answer the next ``count`` matching requests only after ``delay`` seconds.
+        """Respond to the next ``count`` matching requests only after ``delay`` seconds.
 
         With ``process_first`` (the default) the message is stored first, as
         when Slack receives a post but the client gives up before the reply.

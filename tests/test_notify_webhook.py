@@ -31,7 +31,7 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class Receiver:
-    """An HTTP server on 127.0.0.1 that records POSTs and answers with programmed statuses."""
+    """An HTTP server on 127.0.0.1 that records POSTs and responds with programmed statuses."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[dict[str, str], bytes]] = []

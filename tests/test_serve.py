@@ -136,6 +136,15 @@ def stored(tmp_path: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
+def all_sent(tmp_path: Path, alerts: int) -> bool:
+    """Tell whether the store has ``alerts`` alerts and no unsent outbox row; False while the daemon has it open."""
+    try:
+        counts = stored(tmp_path, "SELECT (SELECT count(*) FROM alerts), count(*) FILTER (WHERE state <> 'sent') FROM outbox")
+    except duckdb.IOException:
+        return False
+    return counts == [(alerts, 0)]
+
+
 @pytest.fixture
 def slack():
     with SlackStandin(channels={CHANNEL}) as standin:
@@ -291,3 +300,45 @@ def test_run_once_quiet_unless_verbose(tmp_path, slack):
     assert verbose.stdout.splitlines() == [
         "gatewatch: 1 lines read, 1 events, 0 rejected; 0 new alerts; 0 deliveries sent, 0 pending; 0 errors"
     ]
+
+
+def test_serve_slack_faults_threads_once(tmp_path, slack):
+    """429 with Retry-After, 500s and a timeout after Slack stored the post, under the daemon."""
+    config = write_project(tmp_path, slack)
+    settings = yaml.safe_load(config.read_text())
+    settings["notifiers"][0]["timeout_seconds"] = 1
+    config.write_text(yaml.safe_dump(settings))
+    hostile = '<!channel> <https://example.com|click> *bold*'
+    lines = [
+        log_line("203.0.113.1", 5, "/admin").replace("curl/8.5.0", hostile),
+        log_line("203.0.113.2", 6, "/admin"),
+        log_line("203.0.113.1", 7, "/admin"),
+        log_line("203.0.113.1", 9, "/admin"),
+        log_line("192.0.2.9", 20),
+    ]
+    append(tmp_path / "access.log", *lines)
+    slack.rate_limit_next(retry_after=1, path="/api/chat.postMessage")
+    slack.fail_next(count=2, status=500, path="/api/chat.postMessage")
+    slack.time_out_next(2.0, path="/api/chat.postMessage")
+
+    served = Served(config, slack, tmp_path / "serve.log")
+    try:
+        wait_for(lambda: all_sent(tmp_path, 4), "every alert to be sent")
+        assert served.stop() == 0
+    finally:
+        served.kill()
+
+    ids = posted_ids(slack)
+    assert len(ids) == 4
+    assert sorted(ids) == sorted(row[0] for row in stored(tmp_path, "SELECT alert_id FROM alerts"))
+    parents = [m for m in slack.messages if m.get("thread_ts", m["ts"]) == m["ts"]]
+    assert len(parents) == 2
+    first = next(m for m in parents if "203.0.113.1" in str(m["blocks"]))
+    assert len(slack.thread_replies(first["ts"])) == 2
+    assert "Seen 3 times" in str(first["blocks"])
+    for request in slack.requests_to("chat.postMessage"):
+        assert "<!channel>" not in str(request.body)
+        assert "<https://example.com|click>" not in str(request.body)
+    log = served.text()
+    assert "waiting 1 s as the receiver requested" in log
+    assert "already delivered to notifier slack by an earlier run" in log

@@ -1,4 +1,4 @@
-"""Which alerts a notifier takes: a minimum severity and rule id patterns."""
+"""Notifier filters: a minimum severity and rule id patterns."""
 
 from __future__ import annotations
 

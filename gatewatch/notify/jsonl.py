@@ -2,7 +2,7 @@
 
 Each line is the alert document (see ``alert_document``), written with one
 ``write`` and flushed to disk before the send counts as done. After a crash
-during a send, the outbox asks ``already_delivered``, which looks for the
+during a send, the outbox calls ``already_delivered``, which looks for the
 alert id in the last ``SCAN_BYTES`` of the file.
 """
 

@@ -46,7 +46,7 @@ class WebhookNotifierConfig(NotifierFilter):
     type: Literal["webhook"]
     name: str = "webhook"
     url: str
-    # Environment variable that holds the HMAC key; no signature without it.
+    # Environment variable that contains the HMAC key. Without it, requests are unsigned.
     secret_env: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: float = Field(default=10, gt=0)
