@@ -342,3 +342,31 @@ def test_serve_slack_faults_threads_once(tmp_path, slack):
     log = served.text()
     assert "waiting 1 s as the receiver requested" in log
     assert "already delivered to notifier slack by an earlier run" in log
+
+
+def test_serve_second_signal_exits_now(tmp_path):
+    """A second SIGTERM during a send exits at once; the restart finds the post and sends the rest once."""
+    with HoldingStandin(channels={CHANNEL}) as slack:
+        config = write_project(tmp_path, slack)
+        append(tmp_path / "access.log", *[log_line(f"203.0.113.{n}", 5, "/admin") for n in (1, 2, 3)],
+               log_line("192.0.2.9", 10))
+        served = Served(config, slack, tmp_path / "serve.log")
+        try:
+            assert slack.arrived.wait(DEADLINE), "the daemon never reached delivery"
+            served.process.send_signal(signal.SIGTERM)
+            wait_for(lambda: "stopping: signal 15" in served.text(), "the daemon to log the signal")
+            assert served.stop() == 1
+        finally:
+            slack.release.set()
+            served.kill()
+        assert "signal 15 again: exiting now" in served.text()
+        wait_for(lambda: len(slack.messages) == 1, "Slack to store the post it was holding")
+
+        again = Served(config, slack, tmp_path / "serve2.log")
+        try:
+            wait_for(lambda: all_sent(tmp_path, 3), "every alert to be sent after restart")
+            assert again.stop(signal.SIGINT) == 0
+        finally:
+            again.kill()
+        assert sorted(posted_clients(slack)) == ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+        assert "stopping: signal 2" in again.text()
