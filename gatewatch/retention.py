@@ -10,8 +10,8 @@ hive_partitioning = true)``.
 The export is written to a staging folder, then the DELETE and a row in
 ``retention_runs`` commit in one transaction, and only then are the files
 moved into place. A crash before the commit leaves a staging folder without
-a row, which the next run deletes; a crash after it leaves a row in state
-``staged``, whose files the next run moves into place. Either way every
+a row, and the next run deletes it. A crash after the commit leaves a row in
+state ``staged``, and the next run moves its files into place. Either way every
 deleted event is in exactly one exported file.
 """
 

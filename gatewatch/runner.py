@@ -39,8 +39,8 @@ from gatewatch.yamlsource import raise_validation_error
 
 logger = logging.getLogger(__name__)
 
-# Checked between sources, rules and deliveries: True asks the step to stop
-# after the unit of work it is in (each unit commits on its own).
+# Checked between sources, rules and alerts. When it returns True, the step
+# stops after the source, rule or alert in progress, which commits on its own.
 StopCheck = Callable[[], bool]
 
 

@@ -193,7 +193,7 @@ class Daemon:
         if self.config.retention.enabled:
             add("retention", self._retention_job, self.config.retention.every)
         # With one worker, a long step (a catch-up ingest) makes the other
-        # jobs miss runs; they run once it ends, so this is not a warning.
+        # jobs miss runs. They run once it ends, so this is not a warning.
         scheduler.add_listener(self._log_skipped_run, EVENT_JOB_MAX_INSTANCES)
         return scheduler
 
@@ -230,7 +230,7 @@ class Daemon:
         logger.debug("job=%s run skipped: its previous run is still running or queued", event.job_id)
 
     def _run_step(self, job_id: str, step: Callable[[Store], object]) -> None:
-        """Open the store, run ``step`` and close the store; log every error and never raise."""
+        """Open the store, run ``step`` and close the store, logging each error instead of raising it."""
         if self.stop_requested.is_set():
             return
         try:

@@ -60,7 +60,7 @@ schedule:
   database_wait: 30s
 
 # Retention (off unless set). Events older than `events` are deleted, except
-# those a rule window not yet evaluated still needs; with `export_dir` they
+# those a rule window not yet evaluated still needs. With `export_dir` they
 # are first written as Parquet files partitioned by date.
 # retention:
 #   events: 90d

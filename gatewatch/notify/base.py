@@ -24,7 +24,7 @@ class DeliveryError(GatewatchError):
 
 @dataclass(frozen=True)
 class ThreadContext:
-    """Where a repeated alert goes: the thread of the first alert of its rule and group.
+    """The thread a repeated alert goes into: that of the first alert of its rule and group.
 
     ``parent_ref`` is the receiver's id of the first alert's message (a
     Slack message ts). ``repeat`` counts the alerts of the series up to

@@ -68,8 +68,8 @@ class SlackNotifierConfig(NotifierFilter):
     base_url: str | None = None
     timeout_seconds: float = Field(default=10, gt=0)
     # Bot mode: a repeat of a (rule, group key) goes into the thread of the
-    # first alert when that alert's window ended at most this long before
-    # (event time); a later repeat starts a new thread.
+    # first alert when that alert's window ended at most this long before,
+    # in event time. A later repeat starts a new thread.
     thread_window: Annotated[timedelta, BeforeValidator(parse_duration)] = timedelta(hours=24)
     threads: bool = True
     # From this many new alerts in one delivery run, post digests instead;

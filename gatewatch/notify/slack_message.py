@@ -207,7 +207,8 @@ def build_digest(alerts: list[Alert]) -> SlackMessage:
             chunk.append(lines[index])
             used += slack_length(lines[index]) + 1
             index += 1
-        if not chunk:  # a line longer than a section; cannot happen with EVIDENCE_LINE_LIMIT
+        if not chunk:
+            # A line longer than a section; EVIDENCE_LINE_LIMIT keeps lines far shorter.
             break
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": prefix + "\n".join(chunk) + suffix, "verbatim": True}})
     if index < len(lines):
