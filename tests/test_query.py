@@ -218,3 +218,45 @@ def test_shell_runs_statements(project):
     assert "file system operations are disabled" in errors[0]
     assert "unknown command '.bogus'" in errors[1]
     assert not (project / "shell.csv").exists()
+
+
+def test_shell_keeps_history_on_terminal(project, tmp_path):
+    """On a terminal the shell prompts, and keeps the statements in its history file."""
+    import pty
+    import select
+
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "GATEWATCH_CONFIG"}
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")
+    env["TERM"] = "dumb"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gatewatch.cli", "shell"], cwd=project, env=env,
+        stdin=terminal, stdout=terminal, stderr=terminal, close_fds=True,
+    )
+    os.close(terminal)
+    output = b""
+
+    def read_until(marker: bytes) -> None:
+        nonlocal output
+        deadline = time.monotonic() + 60
+        while marker not in output:
+            assert time.monotonic() < deadline, f"no {marker!r} in {output!r}"
+            ready, _, _ = select.select([controller], [], [], 1)
+            if ready:
+                try:
+                    output += os.read(controller, 4096)
+                except OSError:
+                    break
+
+    try:
+        read_until(b"gatewatch> ")
+        os.write(controller, b"SELECT 40 + 2 AS answer;\n")
+        read_until(b"42")
+        os.write(controller, b".quit\n")
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(controller)
+    history = (tmp_path / "state" / "gatewatch" / "history").read_text()
+    assert "SELECT 40 + 2 AS answer;" in history
