@@ -292,3 +292,24 @@ def test_backoff_doubles_after_errors(con, slack):
 )
 def test_filter_accepts(settings, rule_id, severity, expected):
     assert NotifierFilter(**settings).accepts(rule_id, severity) is expected
+
+
+def test_long_retry_after_skips_later_runs(con, slack):
+    insert_alert(con, "a-1", 0)
+    slack.rate_limit_next(retry_after=120, path="/api/chat.postMessage")
+    notifier = bot(slack)
+    clock = [1000.0]
+
+    first = deliver_pending(con, {"slack": notifier}, monotonic=lambda: clock[0])
+    clock[0] += 60
+    second = deliver_pending(con, {"slack": notifier}, monotonic=lambda: clock[0])
+    requests_while_waiting = len(slack.requests_to("chat.postMessage"))
+    clock[0] += 61
+    third = deliver_pending(con, {"slack": notifier}, monotonic=lambda: clock[0])
+
+    assert first.stopped == {"slack": "receiver requested a wait of 120 s"}
+    assert second.stopped == {"slack": "waiting 60 s more, as the receiver requested"}
+    assert second.failed == 0
+    assert requests_while_waiting == 1
+    assert third.sent == 1
+    assert [alert_of(m) for m in slack.messages] == ["a-1"]

@@ -48,6 +48,8 @@ class Notifier(Protocol):
     (True: ``send`` and ``already_delivered`` take a ``thread`` argument),
     and ``digest_threshold`` (an int: from this many new alerts in one run,
     the outbox calls ``send_digest`` and ``digest_delivered`` instead).
+    The outbox sets ``retry_not_before`` (a ``time.monotonic()`` value) on
+    a notifier whose receiver requested a long wait.
     """
 
     name: str

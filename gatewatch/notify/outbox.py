@@ -146,6 +146,7 @@ class _Delivery:
         backoff_max: float,
         sleep: Callable[[float], None],
         now: Callable[[], datetime],
+        monotonic: Callable[[], float],
     ):
         self.con = con
         self.max_attempts_per_run = max_attempts_per_run
@@ -156,6 +157,7 @@ class _Delivery:
         self.backoff_max = backoff_max
         self.sleep = sleep
         self.now = now
+        self.monotonic = monotonic
         self.counters = _Counters()
 
     def deliver(self, unit: _Unit, run: _NotifierRun) -> None:
@@ -177,6 +179,8 @@ class _Delivery:
             logger.warning("delivery of %s to notifier %s failed: %s", unit.label, unit.notifier.name, error)
             if error.retry_after is not None and error.retry_after > self.max_retry_sleep:
                 run.stopped_reason = f"receiver requested a wait of {error.retry_after:g} s"
+                # Kept on the notifier, so the next run in this process waits too.
+                unit.notifier.retry_not_before = self.monotonic() + error.retry_after
             elif run.consecutive_failures >= self.max_consecutive_failures:
                 run.stopped_reason = f"{run.consecutive_failures} failures in a row, last: {error}"
             elif error.retry_after is not None:
@@ -386,6 +390,7 @@ def deliver_pending(
     sleep: Callable[[float], None] = time.sleep,
     now: Callable[[], datetime] = utc_now,
     should_stop: Callable[[], bool] = lambda: False,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> DeliveryReport:
     """Deliver every unsent outbox row, oldest alert first.
 
@@ -396,7 +401,8 @@ def deliver_pending(
     ``backoff_base`` seconds, doubling with each failure in a row up to
     ``backoff_max``. A notifier is not used for the rest of the run when the
     receiver requests a wait longer than ``max_retry_sleep`` seconds, or
-    after ``max_consecutive_failures`` failures in a row. A shorter requested
+    after ``max_consecutive_failures`` failures in a row; a later run in the
+    same process skips it until that wait is over. A shorter requested
     wait is slept, and then the same row is tried again. Rows whose notifier
     is not in ``notifiers`` stay pending and are reported. ``should_stop`` is
     checked before each row; when it returns True the run ends and the
@@ -412,8 +418,13 @@ def deliver_pending(
         backoff_max=backoff_max,
         sleep=sleep,
         now=now,
+        monotonic=monotonic,
     )
     runs = {name: _NotifierRun() for name in notifiers}
+    for name, notifier in notifiers.items():
+        remaining = getattr(notifier, "retry_not_before", 0.0) - monotonic()
+        if remaining > 0:
+            runs[name].stopped_reason = f"waiting {remaining:.0f} s more, as the receiver requested"
     unconfigured: dict[str, int] = {}
     rows = _read_unsent_rows(con)
     _assign_digests(con, rows, notifiers)
