@@ -36,7 +36,7 @@ from gatewatch.notify.terminal import render_alert
 from gatewatch.locking import DatabaseBusy, open_with_wait
 from gatewatch.output import OutputFormat, QueryFormat, write_parquet, write_rows
 from gatewatch.query import DEFAULT_WAIT, VIEWS, busy_hint, describe_failure, read_only_connection
-from gatewatch.runner import RunLocked, TickReport, ingest_all, run_lock, run_tick
+from gatewatch.runner import RunLocked, TickReport, ingest_all, open_store, run_lock, run_tick
 from gatewatch.store import Store
 
 EXIT_OK = 0
@@ -200,6 +200,9 @@ def _tick(settings: Config, verbose: bool) -> int:
     except RunLocked as exc:
         err.print(Text(str(exc)))
         return EXIT_OK
+    except DatabaseBusy as exc:
+        err.print(Text(f"error: {exc}; this run did nothing, the next run tries again"))
+        return EXIT_FAILED
     except GatewatchError as exc:
         print_errors([exc])
         return EXIT_FAILED
@@ -216,7 +219,7 @@ def ingest(config: ConfigOption = Path(DEFAULT_CONFIG_NAME)) -> None:
     settings = read_config(config)
     database = settings.resolve(settings.database)
     try:
-        with run_lock(database), Store(database) as store:
+        with run_lock(database), open_store(settings) as store:
             reports, errors = ingest_all(settings, store)
     except RunLocked as exc:
         err.print(Text(str(exc)))

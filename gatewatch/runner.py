@@ -32,6 +32,7 @@ from gatewatch.engine.loader import RuleSet, load_rules
 from gatewatch.errors import ConfigError, GatewatchError, SourceError
 from gatewatch.duration import format_duration
 from gatewatch.ingest import MAX_CLOCK_SKEW, SourceReport, ingest_source
+from gatewatch.locking import open_with_wait
 from gatewatch.notify import DeliveryReport, Notifier, build_notifier, deliver_pending
 from gatewatch.retention import apply_retention
 from gatewatch.store import Store, utc_now
@@ -130,7 +131,7 @@ def run_tick(config: Config, console: Console, rules: RuleSet | None = None) -> 
     report = TickReport()
     database = config.resolve(config.database)
     rule_set = rules if rules is not None else load_rules(rule_locations(config))
-    with Store(database) as store:
+    with open_store(config) as store:
         report.sources, ingest_errors = ingest_step(config, store)
         report.errors.extend(ingest_errors)
         report.errors.extend(rule_set.errors)
@@ -143,6 +144,15 @@ def run_tick(config: Config, console: Console, rules: RuleSet | None = None) -> 
         if config.retention.enabled:
             report.errors.extend(retention_step(config, store, rule_set.rules))
     return report
+
+
+def open_store(config: Config) -> Store:
+    """Open the config's store for writing, waiting up to ``schedule.database_wait`` for readers.
+
+    Raises DatabaseBusy when a query keeps the file open for the whole wait.
+    """
+    database = config.resolve(config.database)
+    return open_with_wait(lambda: Store(database), config.schedule.database_wait, what=str(database))
 
 
 def rule_locations(config: Config) -> list[str]:

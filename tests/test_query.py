@@ -260,3 +260,18 @@ def test_shell_keeps_history_on_terminal(project, tmp_path):
         os.close(controller)
     history = (tmp_path / "state" / "gatewatch" / "history").read_text()
     assert "SELECT 40 + 2 AS answer;" in history
+
+
+def test_run_once_busy_one_line(project):
+    """A run that meets a long query waits `schedule.database_wait`, then fails in one line."""
+    config = (project / "gatewatch.yaml").read_text() + "schedule:\n  database_wait: 1s\n"
+    (project / "busy.yaml").write_text(config)
+    reader = duckdb.connect(str(project / "gw.duckdb"), read_only=True)
+    try:
+        result = gatewatch(project, "run", "--once", "-c", "busy.yaml")
+    finally:
+        reader.close()
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "the database is locked by another gatewatch process" in line
+    assert "this run did nothing, the next run tries again" in line
