@@ -401,8 +401,9 @@ def deliver_pending(
     ``backoff_base`` seconds, doubling with each failure in a row up to
     ``backoff_max``. A notifier is not used for the rest of the run when the
     receiver requests a wait longer than ``max_retry_sleep`` seconds, or
-    after ``max_consecutive_failures`` failures in a row; a later run in the
-    same process skips it until that wait is over. A shorter requested
+    after ``max_consecutive_failures`` failures in a row. After such a long
+    wait request, later runs in the same process skip the notifier until the
+    wait is over. A shorter requested
     wait is slept, and then the same row is tried again. Rows whose notifier
     is not in ``notifiers`` stay pending and are reported. ``should_stop`` is
     checked before each row; when it returns True the run ends and the
