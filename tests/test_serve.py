@@ -370,3 +370,29 @@ def test_serve_second_signal_exits_now(tmp_path):
             again.kill()
         assert sorted(posted_clients(slack)) == ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
         assert "stopping: signal 2" in again.text()
+
+
+def test_serve_waits_for_reader(tmp_path, slack):
+    """A reader that keeps the database open makes steps wait, and they go on once it closes."""
+    config = write_project(tmp_path, slack)
+    append(tmp_path / "access.log", log_line("192.0.2.9", 0))
+    served = Served(config, slack, tmp_path / "serve.log")
+    try:
+        wait_for(lambda: "ingest source=edge lines=1" in served.text(), "the first ingest")
+        reader = None
+        while reader is None:
+            try:
+                reader = duckdb.connect(str(tmp_path / "gw.duckdb"), read_only=True)
+            except duckdb.IOException:
+                time.sleep(0.05)
+        try:
+            append(tmp_path / "access.log", log_line("203.0.113.1", 5, "/admin"), log_line("192.0.2.9", 10))
+            wait_for(lambda: "waiting: a reader has the database open" in served.text(), "a step to wait")
+            assert slack.messages == []
+        finally:
+            reader.close()
+        wait_for(lambda: len(slack.messages) == 1, "the alert after the reader closed")
+        assert served.stop() == 0
+    finally:
+        served.kill()
+    assert "skipped until its next run" not in served.text()
