@@ -13,22 +13,19 @@ import zoneinfo
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gatewatch.duration import parse_duration
 from gatewatch.errors import ConfigError, GatewatchError
-from gatewatch.notify import SlackNotifierConfig, TerminalNotifierConfig
+from gatewatch.notify import NotifierConfig, TerminalNotifierConfig
 from gatewatch.yamlsource import YamlDocument, load_yaml, raise_validation_error
 
 DEFAULT_CONFIG_NAME = "gatewatch.yaml"
 BUILTIN_RULES = "builtin"
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-NotifierConfig = Annotated[
-    Union[TerminalNotifierConfig, SlackNotifierConfig], Field(discriminator="type")
-]
 
 
 class StrictModel(BaseModel):
@@ -134,9 +131,41 @@ class EngineConfig(StrictModel):
 
 
 class ScheduleConfig(StrictModel):
-    """How often `gatewatch serve` runs a tick."""
+    """How often `gatewatch serve` runs each step."""
 
+    # Interval of the ingest step of each source, unless `sources` sets one.
+    # Rules are evaluated every rule's own `every`.
     every: Duration = timedelta(minutes=1)
+    # Ingest interval per source name, overriding `every`.
+    sources: dict[str, Duration] = Field(default_factory=dict)
+    # Interval of the delivery step; delivery also runs right after an
+    # evaluation that raised alerts.
+    deliver_every: Duration = timedelta(seconds=10)
+    # How long a step waits for `gatewatch query` or `gatewatch shell` to
+    # release the database before it skips this run.
+    database_wait: Duration = timedelta(seconds=30)
+
+    def ingest_interval(self, source: str) -> timedelta:
+        return self.sources.get(source, self.every)
+
+
+class RetentionConfig(StrictModel):
+    """How long events and rejects stay in the store."""
+
+    # Events older than this (event time) are deleted, except those a rule
+    # window not yet evaluated still needs. Unset: events are kept.
+    events: Duration | None = None
+    # Rejected lines older than this (ingest time) are deleted.
+    rejects: Duration | None = None
+    # Folder where events are written as Parquet, partitioned by date,
+    # before they are deleted.
+    export_dir: str | None = None
+    # How often `gatewatch serve` runs retention; `run --once` runs it every tick.
+    every: Duration = timedelta(hours=1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.events is not None or self.rejects is not None
 
 
 class Config(StrictModel):
@@ -152,6 +181,7 @@ class Config(StrictModel):
     # Environment variable holding the HMAC key of credential fingerprints.
     # Unset: each database makes and keeps its own random key.
     fingerprint_key_env: str | None = None
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     # Set by load_config, not read from the file.
     config_path: str | None = Field(default=None, exclude=True)
@@ -202,7 +232,17 @@ def load_config(path: str | Path) -> Config:
     config.config_path = str(path)
     config.document = document
     _check_unique_names(config)
+    _check_schedule_sources(config)
     return config
+
+
+def _check_schedule_sources(config: Config) -> None:
+    names = [source.name for source in config.sources]
+    for name in config.schedule.sources:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; the sources are: {', '.join(names) or 'none'}"
+            raise config.error(f"`schedule.sources` names unknown source {name!r}{hint}", "schedule", "sources", name)
 
 
 def _check_unique_names(config: Config) -> None:

@@ -39,9 +39,19 @@ notifiers:
   # - type: slack
   #   token_env: SLACK_BOT_TOKEN
   #   channel: "#api-security"
+  #   thread_window: 24h   # repeats reply in the first alert's thread
+  #   digest_threshold: 10 # from this many new alerts in one run, one digest
   # Or an incoming webhook, whose URL is read from the named variable:
   # - type: slack
   #   webhook_url_env: SLACK_WEBHOOK_URL
+  # A JSON webhook signed with HMAC-SHA256, and a JSON-lines file. Every
+  # notifier takes min_severity, rules and exclude_rules.
+  # - type: webhook
+  #   url: https://soc.example.com/hooks/gatewatch
+  #   secret_env: GATEWATCH_HOOK_SECRET
+  #   min_severity: high
+  # - type: jsonl
+  #   path: alerts.jsonl
 
 engine:
   # Windows close this long after the newest event time seen.
@@ -49,7 +59,20 @@ engine:
   # A new rule first looks back this far over stored events.
   new_rule_lookback: 7d
 
-# How often `gatewatch run` (without --once) runs a tick.
+# How often `gatewatch serve` runs each step. Rules are evaluated at the
+# interval of their own `every`.
 schedule:
-  every: 1m
+  every: 1m               # ingest interval of each source
+  # sources: {edge: 15s}  # per-source ingest interval
+  deliver_every: 10s
+  # How long a step waits for `gatewatch query` to release the database.
+  database_wait: 30s
+
+# Retention (off unless set). Events older than `events` are deleted, except
+# those a rule window not yet evaluated still needs. With `export_dir` they
+# are first written as Parquet files partitioned by date.
+# retention:
+#   events: 90d
+#   export_dir: archive/
+#   rejects: 30d
 """

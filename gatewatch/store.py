@@ -169,6 +169,50 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
+    # 4: last run of each step for `gatewatch status`, Slack message and
+    # thread references in the outbox, and retention runs.
+    [
+        # The last run of each step per source, rule or notifier, for
+        # `gatewatch status`. One row per (step, name), replaced each run, so
+        # the table stays as small as the config.
+        """
+        CREATE TABLE step_state (
+            step VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            started_at TIMESTAMP NOT NULL,
+            finished_at TIMESTAMP NOT NULL,
+            duration_ms DOUBLE NOT NULL,
+            lines BIGINT NOT NULL DEFAULT 0,
+            events BIGINT NOT NULL DEFAULT 0,
+            rejects BIGINT NOT NULL DEFAULT 0,
+            alerts BIGINT NOT NULL DEFAULT 0,
+            sent BIGINT NOT NULL DEFAULT 0,
+            failed BIGINT NOT NULL DEFAULT 0,
+            error VARCHAR,
+            last_success_at TIMESTAMP,
+            PRIMARY KEY (step, name)
+        )
+        """,
+        # The receiver's id of the message that carried the alert (a Slack
+        # message ts), the thread it was posted in, and the digest message
+        # that carried it when one tick raised many alerts.
+        "ALTER TABLE outbox ADD COLUMN message_ref VARCHAR",
+        "ALTER TABLE outbox ADD COLUMN thread_ref VARCHAR",
+        "ALTER TABLE outbox ADD COLUMN digest_id VARCHAR",
+        # One row per retention run that exported events to Parquet. The row
+        # commits with the DELETE, so a run that died between that commit and
+        # moving its staged files into place is finished by the next run.
+        """
+        CREATE TABLE retention_runs (
+            run_id VARCHAR PRIMARY KEY,
+            cutoff TIMESTAMP NOT NULL,
+            rows BIGINT NOT NULL,
+            export_dir VARCHAR,
+            state VARCHAR NOT NULL,
+            finished_at TIMESTAMP NOT NULL
+        )
+        """,
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

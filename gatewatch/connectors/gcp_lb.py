@@ -65,7 +65,7 @@ class GcpLbConnector(Connector):
                 "_outcome": text_at(*policy, "outcome"),
                 "_policy_name": text_at(*policy, "name"),
                 "_priority": text_at(*policy, "priority"),
-                "_expression_ids": f"array_to_string(json_extract_string(doc, '$.jsonPayload.enforcedSecurityPolicy.preconfiguredExprIds[*]'), ',')",
+                "_expression_ids": "array_to_string(json_extract_string(doc, '$.jsonPayload.enforcedSecurityPolicy.preconfiguredExprIds[*]'), ',')",
                 "_status_details": text_at("jsonPayload", "statusDetails"),
             }
         )
