@@ -228,11 +228,7 @@ def _build_notifiers(config: Config, console: Console, report: TickReport) -> di
 def _evaluate_all(
     config: Config, store: Store, rule_set: RuleSet, notifier_names: list[str], report: TickReport
 ) -> None:
-    settings = EvaluationSettings(
-        lateness=config.engine.allowed_lateness,
-        new_rule_lookback=config.engine.new_rule_lookback,
-        evidence_rows=config.engine.evidence_rows,
-    )
+    settings = EvaluationSettings.from_config(config.engine)
     for rule in rule_set.rules:
         if not rule.rule.enabled:
             continue

@@ -127,6 +127,44 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
+    [
+        # Per-window measures of `baseline` rules: the history each new
+        # window is compared with. Pruned past the rule's history span.
+        """
+        CREATE TABLE baseline_history (
+            rule_id VARCHAR NOT NULL,
+            group_key VARCHAR NOT NULL,
+            window_end TIMESTAMP NOT NULL,
+            value DOUBLE
+        )
+        """,
+        # Values a `new_value` rule has seen per group, so a restart or a
+        # replay does not report them as new again.
+        """
+        CREATE TABLE seen_values (
+            rule_id VARCHAR NOT NULL,
+            group_key VARCHAR NOT NULL,
+            value_key VARCHAR NOT NULL,
+            first_seen TIMESTAMP NOT NULL,
+            last_seen TIMESTAMP NOT NULL,
+            PRIMARY KEY (rule_id, group_key, value_key)
+        )
+        """,
+        # What the engine knows about an alert beyond what notifiers read:
+        # the rule's query for the alert's window end with its parameters
+        # bound, and whether it was raised while catching up on missed
+        # evaluation points. A catch-up alert gets no outbox row until the
+        # run ends; then `digest_id` is set to its own id (queued alone) or
+        # to the id of the digest alert that groups it.
+        """
+        CREATE TABLE alert_details (
+            alert_id VARCHAR PRIMARY KEY,
+            rule_sql VARCHAR,
+            catch_up BOOLEAN NOT NULL DEFAULT FALSE,
+            digest_id VARCHAR
+        )
+        """,
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

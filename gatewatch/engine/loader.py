@@ -123,13 +123,19 @@ def _check_in_duckdb(result: RuleSet) -> None:
     with Store(":memory:") as store:
         frame = add_lineage(conform(pl.DataFrame([_PROBE_EVENT]).with_columns(offset=pl.lit(0))), "probe", "probe", "probe")
         store.insert_frame("events", frame)
-        params = [datetime(1999, 12, 31), datetime(2000, 1, 2), datetime(1999, 12, 31), datetime(2000, 1, 2)]
+        first_end, last_end = datetime(1999, 12, 31), datetime(2000, 1, 2)
         for compiled in list(result.rules):
+            store.con.begin()
             try:
+                if compiled.before_slice is not None:
+                    compiled.before_slice(store.con, first_end, last_end)
+                params = compiled.candidate_params(first_end, last_end)
                 store.con.execute(compiled.candidates_sql, params).fetchall()
+                if compiled.after_slice is not None:
+                    compiled.after_slice(store.con, first_end, last_end)
             except duckdb.Error as exc:
                 detail = str(exc).splitlines()[0]
-                key = "where" if compiled.rule.where else "having"
+                key = _probe_key(compiled.rule)
                 result.errors.append(
                     RuleError(
                         f"DuckDB rejects the rule's SQL: {detail}",
@@ -138,6 +144,17 @@ def _check_in_duckdb(result: RuleSet) -> None:
                     )
                 )
                 result.rules.remove(compiled)
+            finally:
+                store.con.rollback()
+
+
+def _probe_key(rule: Rule) -> str:
+    """Return the rule key whose line a DuckDB fault is reported at."""
+    if rule.type == "sql":
+        return "query"
+    if rule.type in ("baseline", "new_value", "sequence", "flatline"):
+        return "where" if rule.where and rule.type != "sequence" else rule.type
+    return "where" if rule.where else "having"
 
 
 def load_rule(path: Path) -> Rule:

@@ -57,11 +57,12 @@ def _run_test(rule: CompiledRule, test: RuleTest) -> str:
             store.update_source_state("test", events["ts"].min(), events["ts"].max())
         # Close every window that the test events fall into.
         last = events["ts"].max() + timedelta(microseconds=rule.window_us + rule.every_us)
-        settings = EvaluationSettings(new_rule_lookback=timedelta(days=36500))
+        settings = EvaluationSettings(new_rule_lookback=timedelta(days=36500), catch_up_after=None)
         evaluate_rule(store, rule, [], settings, until=last)
         rows = store.con.execute("SELECT group_key::VARCHAR, measures::VARCHAR FROM alerts").fetchall()
+    group_columns = rule.group_columns
     alerts = [{**json.loads(group), **json.loads(measures)} for group, measures in rows]
-    return _compare(alerts, test.expect, rule.rule.group_by)
+    return _compare(alerts, test.expect, group_columns)
 
 
 def _test_input(rule: CompiledRule, test: RuleTest) -> bytes:
