@@ -188,3 +188,49 @@ def test_cli_config_is_folder(tmp_path):
     result = gatewatch("run", "--once", "-c", "conf", cwd=tmp_path)
     assert result.returncode == 1
     assert_one_line_error(result, "is a folder, not a file")
+
+
+def sample_project(tmp_path: Path) -> Path:
+    import shutil
+
+    sample = Path(__file__).resolve().parents[1] / "sample_logs"
+    for name in ("access.log.1",):
+        shutil.copyfile(sample / name, tmp_path / name)
+    (tmp_path / "gatewatch.yaml").write_text(
+        "database: gw.duckdb\nsources:\n  - name: edge\n    format: combined\n    path: access.log.1\n"
+        "rules: [builtin]\nnotifiers: []\n"
+    )
+    return tmp_path
+
+
+def test_cli_backtest_writes_nothing(tmp_path):
+    folder = sample_project(tmp_path)
+    assert gatewatch("ingest", cwd=folder).returncode == 0
+    before = (folder / "gw.duckdb").read_bytes()
+    result = gatewatch("backtest", "--from", "2026-11-03T08:00", "--to", "2026-11-03T16:00", "-f", "csv", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split(",")[0]: line.split(",") for line in result.stdout.splitlines()[1:]}
+    assert rows["scraping"][1] == "1"
+    assert rows["scraping"][6] == "2001:db8:bad:1::17 x1"
+    assert rows["credential-stuffing"][1] == "0"
+    assert (folder / "gw.duckdb").read_bytes() == before
+
+
+def test_cli_backtest_rejects_bad_time(tmp_path):
+    folder = sample_project(tmp_path)
+    result = gatewatch("backtest", "--from", "yesterday", "--to", "2026-11-04", cwd=folder)
+    assert result.returncode == 1
+    assert_one_line_error(result, "invalid --from 'yesterday'")
+
+
+def test_cli_alerts_show_prints_rule_query(tmp_path):
+    folder = sample_project(tmp_path)
+    assert gatewatch("run", "--once", cwd=folder).returncode == 0
+    listed = gatewatch("alerts", "list", "--rule", "scraping", "-f", "csv", cwd=folder)
+    alert_id = listed.stdout.splitlines()[1].split(",")[0]
+    shown = gatewatch("alerts", "show", alert_id, cwd=folder)
+    assert shown.returncode == 0, shown.stderr
+    assert "2001:db8:bad:1::17" in shown.stdout
+    assert "query to reproduce" in shown.stdout
+    assert "rule query that raised it" in shown.stdout
+    assert "GROUP BY" in shown.stdout

@@ -32,8 +32,6 @@ EPOCH = datetime(1970, 1, 1)
 
 
 SEVERITY_ORDER = ("low", "medium", "high", "critical")
-# Member alerts listed in a catch-up digest's evidence.
-DIGEST_EVIDENCE = 20
 
 
 @dataclass
@@ -330,10 +328,6 @@ def _deliver_catch_up(
         f"raised while catching up on missed evaluations; list them with "
         f"`gatewatch alerts list --rule {rule.id}`"
     )
-    evidence = [
-        {"alert_id": alert_id, "window_end": end.isoformat(), "group": json.loads(key), "summary": text}
-        for alert_id, _, end, _, key, text in rows[:DIGEST_EVIDENCE]
-    ]
     store.con.execute(
         ALERT_INSERT,
         [
@@ -346,7 +340,8 @@ def _deliver_catch_up(
             last_end,
             json.dumps(measures),
             summary,
-            json.dumps(evidence),
+            # The members are the evidence; `gatewatch alerts show` lists them.
+            "[]",
             "SELECT alerts.* FROM alerts JOIN alert_details USING (alert_id) "
             f"WHERE digest_id = '{digest_id}' AND alert_id <> '{digest_id}' ORDER BY window_end",
             utc_now(),
