@@ -4,8 +4,8 @@ Each evaluated window end stores its per-group measure in
 ``baseline_history``, in the same transaction as the alerts. A window end
 ``t`` is compared with the stored values at ``t - k * window`` (``compare:
 previous``) or ``t - k days`` (``compare: same_hour``) for k = 1..periods.
-Windows in which the group had no matching event store no row and do not
-count as history. So a tick reads the new events, the rule's window and a
+Windows in which the group had no matching event store no row; they are
+left out of the history, or count as 0 with ``missing: zero``. So a tick reads the new events, the rule's window and a
 few stored rows per group, never the whole history.
 """
 
@@ -106,13 +106,22 @@ def _candidates_sql(rule: Rule, per_window: str, key_sql: str, rule_literal: str
             conditions.append(f"(hist.mean - cur.value) / {stddev} >= {float(spec.zscore)!r}")
         if spec.ratio is not None:
             conditions.append(f"cur.value * {float(spec.ratio)!r} <= hist.mean")
+    if spec.missing == "skip":
+        statistics = "avg(h.value) AS mean, stddev_pop(h.value) AS stddev"
+    else:
+        # Windows without a row count as 0: divide by all the periods.
+        periods = int(spec.periods)
+        mean = f"coalesce(sum(h.value), 0) / {periods}"
+        statistics = (
+            f"{mean} AS mean, "
+            f"sqrt(greatest(coalesce(sum(h.value * h.value), 0) / {periods} - ({mean}) * ({mean}), 0)) AS stddev"
+        )
     return f"""
 WITH cur AS ({per_window}),
 hist AS (
-    SELECT cur._window_end, {key_sql} AS _key,
-           count(h.value) AS windows, avg(h.value) AS mean, stddev_pop(h.value) AS stddev
+    SELECT cur._window_end, {key_sql} AS _key, count(h.value) AS windows, {statistics}
     FROM cur
-    JOIN baseline_history AS h
+    LEFT JOIN baseline_history AS h
       ON h.rule_id = {rule_literal}
      AND h.group_key = {key_sql}
      AND h.window_end < cur._window_end

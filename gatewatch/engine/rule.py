@@ -54,7 +54,11 @@ class BaselineSpec(_Spec):
     compare: Literal["previous", "same_hour"] = "previous"
     periods: int = Field(default=24, ge=1, le=1000)
     # Earlier windows with data needed before the rule may fire.
-    min_history: int = Field(default=3, ge=1)
+    min_history: int = Field(default=3, ge=0)
+    # `skip`: an earlier window in which the group had no event is not part
+    # of the history. `zero`: it counts as a measure of 0, for rare events
+    # (5xx responses) that are absent from most windows.
+    missing: Literal["skip", "zero"] = "skip"
     # Fire when (value - mean) / stddev reaches this many standard deviations.
     zscore: float | None = Field(default=None, gt=0)
     # Fire when value / mean reaches this factor (or falls below 1/factor

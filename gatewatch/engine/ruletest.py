@@ -55,8 +55,12 @@ def _run_test(rule: CompiledRule, test: RuleTest) -> str:
         with store.transaction():
             store.insert_frame("events", events)
             store.update_source_state("test", events["ts"].min(), events["ts"].max())
-        # Close every window that the test events fall into.
-        last = events["ts"].max() + timedelta(microseconds=rule.window_us + rule.every_us)
+        # Close every window that the test events fall into. A flatline
+        # rule stops at the last event instead: past it, the test data
+        # would look like a silent source.
+        last = events["ts"].max()
+        if rule.rule.type != "flatline":
+            last += timedelta(microseconds=rule.window_us + rule.every_us)
         settings = EvaluationSettings(new_rule_lookback=timedelta(days=36500), catch_up_after=None)
         evaluate_rule(store, rule, [], settings, until=last)
         rows = store.con.execute("SELECT group_key::VARCHAR, measures::VARCHAR FROM alerts").fetchall()

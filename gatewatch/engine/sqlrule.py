@@ -4,7 +4,9 @@ In the query, `events` holds each event once per window end whose window
 contains it, with that window end in an extra column `window_end`. So
 `GROUP BY window_end, client_ip` is a sliding-window aggregate, as in an
 `aggregate` rule. The query must return `window_end` and every `group_by`
-column; its other columns become the alert's measures.
+column; its other columns become the alert's measures. A `group_by` column
+may be computed by the query (a network prefix, say); only group columns
+that are event columns filter the evidence rows.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 
 from sqlglot import exp
 
-from gatewatch.engine.compiler import CompiledRule, check_group_by, check_summary, micros, quote
+from gatewatch.engine.compiler import CompiledRule, check_summary, micros, quote
 from gatewatch.engine.rule import Rule
 from gatewatch.engine.sqlcheck import ExpressionError, check_query
 from gatewatch.errors import RuleError
@@ -22,7 +24,6 @@ from gatewatch.errors import RuleError
 def compile_sql(rule: Rule) -> CompiledRule:
     if rule.query is None:
         raise RuleError("a sql rule needs `query:`, one SELECT over `events`", rule.path, rule.line_of("type"))
-    check_group_by(rule)
     try:
         tree = check_query(rule.query)
     except ExpressionError as exc:
