@@ -415,3 +415,23 @@ def test_sql_rule_unknown_column_from_duckdb(tmp_path):
     error = load_error(tmp_path, text)
     assert "rule.yaml:8:" in error
     assert "statuss" in error
+
+
+def test_baseline_missing_zero_fires_from_nothing(store, tmp_path):
+    text = GLOBAL_SPIKE.replace("  min_history: 3\n", "  min_history: 0\n  missing: zero\n")
+    rule = compiled(tmp_path, text)
+    # One request in the first window, then 30 in the seventh: with the
+    # empty windows counted as 0 the mean is 1/6.
+    rows = spaced("10:00:30", 1, 60) + spaced("11:00:03", 30, 6)
+    insert_events(store, rows)
+    evaluate_rule(store, rule, [], SETTINGS, until=at("11:30:00"))
+    found = alerts(store)
+    assert [a["window_end"] for a in found] == [at("11:10:00")]
+    assert round(found[0]["measures"]["baseline_mean"], 3) == round(1 / 6, 3)
+
+
+def test_baseline_missing_skip_needs_history(store, tmp_path):
+    rows = spaced("10:00:30", 1, 60) + spaced("11:00:03", 30, 6)
+    insert_events(store, rows)
+    evaluate_rule(store, compiled(tmp_path, GLOBAL_SPIKE), [], SETTINGS, until=at("11:30:00"))
+    assert alerts(store) == []

@@ -73,18 +73,22 @@ def compile_baseline(rule: Rule) -> CompiledRule:
         f"INSERT INTO baseline_history SELECT {rule_literal}, {key_sql}, cur._window_end, cur.value "
         f"FROM ({per_window}) AS cur"
     )
-    # Rows older than the span of the earliest window end still to come are
-    # never read again.
+    # Window ends after the slice read rows newer than last_end - span;
+    # older rows are never read again. Pruning after the candidates query
+    # leaves the same rows whatever the slicing, so replays match.
     prune_sql = (
         f"DELETE FROM baseline_history WHERE rule_id = {rule_literal} "
-        f"AND epoch_us(window_end) < epoch_us($1::TIMESTAMP) - {span_us}"
+        f"AND epoch_us(window_end) <= epoch_us($1::TIMESTAMP) - {span_us}"
     )
 
     def store_history(con: duckdb.DuckDBPyConnection, first_end: datetime, last_end: datetime) -> None:
         con.execute(insert_sql, compiled.candidate_params(first_end, last_end))
-        con.execute(prune_sql, [first_end])
+
+    def prune_history(con: duckdb.DuckDBPyConnection, first_end: datetime, last_end: datetime) -> None:
+        con.execute(prune_sql, [last_end])
 
     compiled.before_slice = store_history
+    compiled.after_slice = prune_history
     return compiled
 
 
