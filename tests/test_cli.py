@@ -234,3 +234,22 @@ def test_cli_alerts_show_prints_rule_query(tmp_path):
     assert "query to reproduce" in shown.stdout
     assert "rule query that raised it" in shown.stdout
     assert "GROUP BY" in shown.stdout
+
+
+def test_cli_rules_test_wrong_expectation_fails(tmp_path):
+    import shutil
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    source = Path(__file__).resolve().parents[1] / "rules" / "login-failures-then-success.yaml"
+    text = source.read_text().replace('expect: [{"client_ip": "203.0.113.31"}]', 'expect: [{"client_ip": "203.0.113.39"}]')
+    (rules / "rule.yaml").write_text(text)
+    shutil.copytree(source.parent.parent / "sample_logs", tmp_path / "sample_logs")
+    result = gatewatch("rules", "test", "rules", cwd=tmp_path)
+    assert result.returncode == 1
+    fail = next(line for line in result.stdout.splitlines() if line.startswith("FAIL"))
+    assert "fires on 12 failures then a success" in fail
+    assert "expected an alert for client_ip=203.0.113.39, got none matching" in fail
+    assert "alerts raised: [client_ip=203.0.113.31, failures=12, success=1" in fail
+    assert "unexpected alert for client_ip=203.0.113.31" in fail
+    assert "2 passed, 1 failed" in result.stdout

@@ -28,6 +28,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from gatewatch.engine.position import value_position
 from gatewatch.engine.rule import Rule
 from gatewatch.engine.sqlcheck import ExpressionError, check_expression, parse_expression
 from gatewatch.errors import RuleError
@@ -212,7 +213,7 @@ def _compile_having(rule: Rule, measures: dict[str, str]) -> str:
 
 def checked_expression(
     rule: Rule,
-    location: tuple[str, ...],
+    location: tuple[str | int, ...],
     text: str,
     allow_aggregates: bool,
     bare: set[str] | tuple = (),
@@ -223,8 +224,17 @@ def checked_expression(
     try:
         return check_expression(text, columns, allow_aggregates, bare_columns=bare if allow_aggregates else None)
     except ExpressionError as exc:
+        raise expression_error(rule, location, exc) from None
+
+
+def expression_error(rule: Rule, location: tuple[str | int, ...], exc: ExpressionError) -> RuleError:
+    """Build the RuleError for a fault in one expression, with the file line and column when known."""
+    key = ".".join(str(part) for part in location)
+    position = value_position(rule.path, location, exc.column - 1) if exc.column and rule.path else None
+    if position is None:
         column = f", column {exc.column}" if exc.column else ""
-        raise RuleError(f"in `{'.'.join(location)}`{column}: {exc}", rule.path, rule.line_of(*location)) from None
+        return RuleError(f"in `{key}`{column}: {exc}", rule.path, rule.line_of(*location))
+    return RuleError(f"in `{key}`: {exc}", rule.path, position[0], position[1])
 
 
 def check_summary(rule: Rule, measures: dict[str, str]) -> None:

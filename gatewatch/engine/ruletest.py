@@ -83,9 +83,10 @@ def _test_input(rule: CompiledRule, test: RuleTest) -> bytes:
 
 def _compare(alerts: list[dict[str, Any]], expected: list[dict[str, Any]], group_by: list[str]) -> str:
     problems = []
+    raised = "; ".join(f"[{_show(alert)}]" for alert in alerts) or "none"
     for item in expected:
         if not any(_matches(alert, item) for alert in alerts):
-            problems.append(f"expected an alert for {_show(item)}, got none")
+            problems.append(f"expected an alert for {_show(item)}, got none matching (alerts raised: {raised})")
     for alert in alerts:
         if not any(_matches(alert, item) for item in expected):
             group = {c: alert.get(c) for c in group_by}

@@ -15,7 +15,7 @@ import math
 
 from sqlglot import exp
 
-from gatewatch.engine.compiler import CompiledRule, check_summary, micros, quote
+from gatewatch.engine.compiler import CompiledRule, check_summary, expression_error, micros, quote
 from gatewatch.engine.rule import Rule
 from gatewatch.engine.sqlcheck import ExpressionError, check_query
 from gatewatch.errors import RuleError
@@ -27,8 +27,7 @@ def compile_sql(rule: Rule) -> CompiledRule:
     try:
         tree = check_query(rule.query)
     except ExpressionError as exc:
-        column = f", column {exc.column}" if exc.column else ""
-        raise RuleError(f"in `query`{column}: {exc}", rule.path, rule.line_of("query")) from None
+        raise expression_error(rule, ("query",), exc) from None
     outputs = _output_columns(rule, tree)
     measures = [c for c in outputs if c != "window_end" and c not in rule.group_by]
     check_summary(rule, dict.fromkeys(measures, ""))
