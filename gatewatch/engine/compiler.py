@@ -170,10 +170,13 @@ def check_group_by(rule: Rule) -> None:
 
 
 def compile_where(rule: Rule) -> str:
-    if rule.where is None:
-        return "TRUE"
-    tree = checked_expression(rule, ("where",), rule.where, allow_aggregates=False)
-    return tree.sql("duckdb")
+    """Check `where` and return it, joined with the rule's allowlist exclusion."""
+    where = "TRUE"
+    if rule.where is not None:
+        where = checked_expression(rule, ("where",), rule.where, allow_aggregates=False).sql("duckdb")
+    if rule.exclusion_sql == "TRUE":
+        return where
+    return f"({where}) AND {rule.exclusion_sql}"
 
 
 def _compile_measures(rule: Rule) -> dict[str, str]:
@@ -222,9 +225,29 @@ def checked_expression(
     """Check one expression of the rule; a fault names the key, line and column."""
     columns = set(RULE_COLUMNS) | set(extra or {})
     try:
-        return check_expression(text, columns, allow_aggregates, bare_columns=bare if allow_aggregates else None)
+        tree = check_expression(text, columns, allow_aggregates, bare_columns=bare if allow_aggregates else None)
+        return expand_in_list(tree, text, rule.list_conditions)
     except ExpressionError as exc:
         raise expression_error(rule, location, exc) from None
+
+
+def expand_in_list(tree: exp.Expression, text: str, conditions: dict[str, str]) -> exp.Expression:
+    """Replace each `in_list('name')` call with the match condition of that list."""
+
+    def replace(node: exp.Expression) -> exp.Expression:
+        if not (isinstance(node, exp.Anonymous) and str(node.name).lower() == "in_list"):
+            return node
+        arguments = node.expressions
+        if len(arguments) != 1 or not isinstance(arguments[0], exp.Literal) or not arguments[0].is_string:
+            raise ExpressionError("in_list takes one list name in quotes, such as in_list('bad-user-agents')", text.lower().find("in_list") + 1)
+        name = arguments[0].this
+        if name not in conditions:
+            close = difflib.get_close_matches(name, sorted(conditions), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "; define it under `lists:` in a YAML file among the rule files"
+            raise ExpressionError(f"unknown list {name!r}{hint}", text.find(name) + 1)
+        return exp.Paren(this=sqlglot.parse_one(conditions[name], read="duckdb"))
+
+    return tree.transform(replace)
 
 
 def expression_error(rule: Rule, location: tuple[str | int, ...], exc: ExpressionError) -> RuleError:

@@ -6,6 +6,7 @@ that compiled and a list of errors, each with the file and line at fault.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -15,13 +16,14 @@ import duckdb
 import polars as pl
 from pydantic import ValidationError
 
+from gatewatch.engine.allowlist import Allowlists, is_lists_document, load_lists
 from gatewatch.engine.compiler import CompiledRule, compile_rule
 from gatewatch.engine.rule import Rule
 from gatewatch.errors import GatewatchError, RuleError
 from gatewatch.events import conform
 from gatewatch.ingest import add_lineage
 from gatewatch.store import Store
-from gatewatch.yamlsource import load_yaml, raise_validation_error
+from gatewatch.yamlsource import YamlDocument, load_yaml, raise_validation_error
 
 BUILTIN = "builtin"
 RULE_SUFFIXES = (".yaml", ".yml")
@@ -33,6 +35,7 @@ class RuleSet:
 
     rules: list[CompiledRule] = field(default_factory=list)
     errors: list[GatewatchError] = field(default_factory=list)
+    allowlists: Allowlists = field(default_factory=Allowlists)
 
     def by_id(self, rule_id: str) -> CompiledRule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
@@ -66,10 +69,23 @@ def load_rules(locations: list[str | Path]) -> RuleSet:
         except GatewatchError as exc:
             # One missing folder must not disable the rules found elsewhere.
             result.errors.append(exc)
-    seen: dict[str, str] = {}
+    documents: list[tuple[Path, YamlDocument]] = []
     for path in files:
         try:
-            compiled = compile_rule(load_rule(path))
+            document = load_yaml(path, RuleError)
+            if is_lists_document(document.data):
+                load_lists(document, result.allowlists)
+            else:
+                documents.append((path, document))
+        except GatewatchError as exc:
+            result.errors.append(exc)
+    seen: dict[str, str] = {}
+    for path, document in documents:
+        try:
+            rule = rule_from_document(path, document)
+            rule.exclusion_sql = _allowlist_sql(rule, result.allowlists)
+            rule.list_conditions = {name: result.allowlists.match_sql(name) for name in result.allowlists.lists}
+            compiled = compile_rule(rule)
         except GatewatchError as exc:
             result.errors.append(exc)
             continue
@@ -157,9 +173,26 @@ def _probe_key(rule: Rule) -> str:
     return "where" if rule.where else "having"
 
 
+def _allowlist_sql(rule: Rule, allowlists: Allowlists) -> str:
+    for index, name in enumerate(rule.allowlist):
+        if name not in allowlists.lists:
+            known = sorted(allowlists.lists)
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = (
+                f"; did you mean {close[0]!r}?" if close
+                else f"; defined lists: {', '.join(known)}" if known
+                else "; define it under `lists:` in a YAML file among the rule files"
+            )
+            raise RuleError(f"unknown list {name!r} in `allowlist`{hint}", rule.path, rule.line_of("allowlist", index))
+    return allowlists.exclusion_sql(rule.allowlist)
+
+
 def load_rule(path: Path) -> Rule:
     """Parse one rule file into a Rule; raise RuleError with the line at fault."""
-    document = load_yaml(path, RuleError)
+    return rule_from_document(path, load_yaml(path, RuleError))
+
+
+def rule_from_document(path: Path, document: YamlDocument) -> Rule:
     if not isinstance(document.data, dict):
         raise RuleError("a rule file must be a YAML mapping with keys such as `id:` and `type:`", path, 1)
     try:

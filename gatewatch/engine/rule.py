@@ -147,6 +147,8 @@ class Rule(BaseModel):
     # No second alert for the same group key within this event-time span.
     suppress: Duration = timedelta(hours=1)
     summary: str | None = None
+    # Names of lists (see docs/rules.md) whose events the rule ignores.
+    allowlist: list[str] = Field(default_factory=list)
     escalate: EscalateSpec = Field(default_factory=EscalateSpec)
     # Type-specific settings; each is allowed only with its own type.
     baseline: BaselineSpec | None = None
@@ -162,6 +164,10 @@ class Rule(BaseModel):
     path: str = Field(default="", exclude=True)
     line: int | None = Field(default=None, exclude=True)
     document: Any = Field(default=None, exclude=True)
+    # SQL condition that leaves out the allowlisted events, and the match
+    # condition of every defined list for `in_list('name')`; set by the loader.
+    exclusion_sql: str = Field(default="TRUE", exclude=True)
+    list_conditions: dict[str, str] = Field(default_factory=dict, exclude=True)
 
     @model_validator(mode="after")
     def _check_shape(self) -> Rule:

@@ -40,7 +40,7 @@ WITH events AS (
     SELECT * FROM (
         SELECT _e.*, make_timestamp(((epoch_us(_e.ts) + {every_us} - 1) // {every_us} + _step) * {every_us}) AS window_end
         FROM main.events AS _e, range(0, {steps}) AS _steps(_step)
-        WHERE _e.ts > $1 AND _e.ts <= $3
+        WHERE _e.ts > $1 AND _e.ts <= $3 AND {rule.exclusion_sql}
     )
     WHERE window_end > $2 AND window_end <= $3 AND epoch_us(ts) > epoch_us(window_end) - {window_us}
 )
