@@ -150,10 +150,10 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (rule_id, group_key, value_key)
         )
         """,
-        # What the engine knows about an alert beyond what notifiers read:
-        # the rule's query for the alert's window end with its parameters
-        # bound, and whether it was raised while catching up on missed
-        # evaluation points. A catch-up alert gets no outbox row until the
+        # Engine details of an alert beyond the columns notifiers read: the
+        # rule's query for the alert's window end with its parameters bound,
+        # and whether it was raised while catching up on missed evaluation
+        # points. A catch-up alert gets no outbox row until the
         # run ends; then `digest_id` is set to its own id (queued alone) or
         # to the id of the digest alert that groups it.
         """

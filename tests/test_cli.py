@@ -228,12 +228,12 @@ def test_cli_alerts_show_prints_rule_query(tmp_path):
     assert gatewatch("run", "--once", cwd=folder).returncode == 0
     listed = gatewatch("alerts", "list", "--rule", "scraping", "-f", "csv", cwd=folder)
     alert_id = listed.stdout.splitlines()[1].split(",")[0]
-    shown = gatewatch("alerts", "show", alert_id, cwd=folder)
-    assert shown.returncode == 0, shown.stderr
-    assert "2001:db8:bad:1::17" in shown.stdout
-    assert "query to reproduce" in shown.stdout
-    assert "rule query that raised it" in shown.stdout
-    assert "GROUP BY" in shown.stdout
+    show_result = gatewatch("alerts", "show", alert_id, cwd=folder)
+    assert show_result.returncode == 0, show_result.stderr
+    assert "2001:db8:bad:1::17" in show_result.stdout
+    assert "query to reproduce" in show_result.stdout
+    assert "rule query that raised it" in show_result.stdout
+    assert "GROUP BY" in show_result.stdout
 
 
 def test_cli_rules_test_wrong_expectation_fails(tmp_path):

@@ -2,7 +2,7 @@
 
 A lists file is a YAML file among the rule files whose top-level key is
 `lists:` instead of `id:`. A rule names lists under `allowlist:`, and events
-that match any entry of them are left out before its `where`; an expression
+that match any entry of them are left out before its `where`. An expression
 may also test `in_list('name')`, for lists of bad user agents or revoked
 credentials. Matching is compiled into SQL, so it runs inside the rule's
 query in bulk.

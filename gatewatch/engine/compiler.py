@@ -102,7 +102,7 @@ class CompiledRule:
     def producing_sql(self, window_end: datetime) -> str:
         """Return the candidates query for the one window end, with its parameters as literals.
 
-        Run as is, it returns the candidate rows of that window end; a rule
+        Run as is, it returns the candidate rows of that window end. A rule
         type with state reads its state tables, which change as time moves on.
         """
         start = window_end - timedelta(microseconds=self.every_us)
@@ -239,7 +239,10 @@ def expand_in_list(tree: exp.Expression, text: str, conditions: dict[str, str]) 
             return node
         arguments = node.expressions
         if len(arguments) != 1 or not isinstance(arguments[0], exp.Literal) or not arguments[0].is_string:
-            raise ExpressionError("in_list takes one list name in quotes, such as in_list('bad-user-agents')", text.lower().find("in_list") + 1)
+            raise ExpressionError(
+                "in_list takes one list name in quotes, such as in_list('bad-user-agents')",
+                text.lower().find("in_list") + 1,
+            )
         name = arguments[0].this
         if name not in conditions:
             close = difflib.get_close_matches(name, sorted(conditions), n=1)

@@ -7,8 +7,8 @@ in slices; each slice's alerts, their outbox rows, the rule type's state
 transaction, so a crash repeats no slice and skips none.
 
 Alerts for window ends older than ``catch_up_after`` before the watermark
-are catch-up alerts: they are stored without outbox rows, and when the run
-ends they are delivered one by one if there are at most
+are catch-up alerts. They are stored without outbox rows. When the run
+ends, they are queued one by one if there are at most
 ``catch_up_max_alerts`` of them, or else as one digest alert.
 """
 

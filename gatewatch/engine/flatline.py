@@ -4,7 +4,7 @@ For each event the query finds the group's next event. When none follows
 within ``quiet``, the group alerts at the first window end on the grid at
 least ``quiet`` after that event. Evaluation runs in event time, so the
 silence of one source shows only while other sources keep moving the
-watermark; when every source stops, the watermark stops too.
+watermark. When every source stops, the watermark stops too.
 """
 
 from __future__ import annotations

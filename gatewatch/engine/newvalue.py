@@ -1,7 +1,7 @@
 """`new_value` rules: the first time a value or combination appears for a group.
 
 The values each group has shown are kept in ``seen_values`` with the first
-and last time they were seen; the rows of a slice are added in the same
+and last time they were seen. The rows of a slice are added in the same
 transaction as its alerts, so a restart or a replay reports nothing twice.
 A value counts as new when the group never showed it, or not within
 ``history``. The group itself must have been seen at least ``learning``

@@ -45,7 +45,7 @@ class _Spec(BaseModel):
 
 
 class BaselineSpec(_Spec):
-    """How a `baseline` rule compares a window with the group's own history."""
+    """Settings of a `baseline` rule: the measure, its history and the tests against it."""
 
     # Aggregate SQL expression measured per window and group.
     measure: str = "count(*)"
@@ -83,7 +83,7 @@ class BaselineSpec(_Spec):
 
 
 class NewValueSpec(_Spec):
-    """Which columns a `new_value` rule tracks per group, and for how long."""
+    """Settings of a `new_value` rule: the tracked columns and the history span."""
 
     fields: list[str] = Field(min_length=1)
     # A value not seen for this long counts as new again.
@@ -108,7 +108,7 @@ class SequenceSpec(_Spec):
 
 
 class FlatlineSpec(_Spec):
-    """How long a group that sent events must stay silent to alert."""
+    """Settings of a `flatline` rule: the silence that raises an alert."""
 
     quiet: Duration
 
@@ -116,8 +116,8 @@ class FlatlineSpec(_Spec):
 class EscalateSpec(_Spec):
     """Raise the severity of a group that keeps firing."""
 
-    # Alerts of the same (rule, group) within `within`, this one included,
-    # that raise the severity by one level.
+    # Count of alerts of the same (rule, group) within `within`, this one
+    # included, at which the severity rises one level (again at each multiple).
     after: int = Field(default=3, ge=2)
     within: Duration = timedelta(days=1)
 
@@ -211,7 +211,10 @@ class Rule(BaseModel):
             if self.window is None:
                 raise ValueError(f"a {self.type} rule needs `window:`, such as `window: 1h`")
             if self.window < self.every:
-                raise ValueError(f"`window` ({self.window}) is shorter than `every` ({self.every})")
+                raise ValueError(
+                    f"`window` ({self.window}) is shorter than `every` ({self.every}); "
+                    "make `window` at least as long as `every`"
+                )
         elif self.window is not None:
             raise ValueError(f"a {self.type} rule takes no `window:`; see docs/rules.md for its time keys")
         if self.type == "baseline" and self.window % self.every:

@@ -32,6 +32,7 @@ def compile_sequence(rule: Rule) -> CompiledRule:
     assert spec is not None
     check_group_by(rule)
     where_sql = compile_where(rule)
+
     names: list[str] = []
     step_sql: list[str] = []
     for index, step in enumerate(spec.steps):
@@ -44,6 +45,7 @@ def compile_sequence(rule: Rule) -> CompiledRule:
         names.append(step.name)
         tree = checked_expression(rule, ("sequence", "steps", index, "where"), step.where, allow_aggregates=False)
         step_sql.append(tree.sql("duckdb"))
+
     measures = [*names, "first_event", "completed_at"]
     check_summary(rule, dict.fromkeys(measures, ""))
     every_us = micros(rule.every)

@@ -164,7 +164,7 @@ def check_query(text: str) -> exp.Query:
     It must be one SELECT (WITH and UNION allowed). Every table it names
     must be `events` or one of its own CTEs; table functions, statements,
     parameters and the functions of ``FORBIDDEN_FUNCTIONS`` are rejected.
-    Column names are checked later by DuckDB, which knows the CTE columns.
+    Column names are checked later by DuckDB, which resolves the CTE columns.
     """
     tree = parse_expression(text)
     if not isinstance(tree, exp.Query):

@@ -1,4 +1,4 @@
-"""`sql` rules: one SELECT over the windowed events, for what the other types cannot say.
+"""`sql` rules: one SELECT over the windowed events, for what the other types cannot express.
 
 In the query, `events` holds each event once per window end whose window
 contains it, with that window end in an extra column `window_end`. So
