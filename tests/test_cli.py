@@ -244,6 +244,7 @@ def test_cli_rules_test_wrong_expectation_fails(tmp_path):
     source = Path(__file__).resolve().parents[1] / "rules" / "login-failures-then-success.yaml"
     text = source.read_text().replace('expect: [{"client_ip": "203.0.113.31"}]', 'expect: [{"client_ip": "203.0.113.39"}]')
     (rules / "rule.yaml").write_text(text)
+    shutil.copyfile(source.parent / "lists.yaml", rules / "lists.yaml")
     shutil.copytree(source.parent.parent / "sample_logs", tmp_path / "sample_logs")
     result = gatewatch("rules", "test", "rules", cwd=tmp_path)
     assert result.returncode == 1
