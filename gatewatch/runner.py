@@ -234,6 +234,9 @@ def _evaluate_all(
             continue
         try:
             report.rules.append(evaluate_rule(store, rule, notifier_names, settings))
+        except GatewatchError as exc:
+            # An unreadable enrichment file stops this rule, not the tick.
+            report.errors.append(exc)
         except duckdb.Error as exc:
             message = str(exc).splitlines()[0]
             report.errors.append(

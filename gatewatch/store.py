@@ -156,6 +156,20 @@ MIGRATIONS: list[list[str]] = [
         # points. A catch-up alert gets no outbox row until the
         # run ends; then `digest_id` is set to its own id (queued alone) or
         # to the id of the digest alert that groups it.
+        # Network ranges from the enrichment files a lists file names, as
+        # 128-bit numbers (IPv4 in the IPv4-mapped range). Replaced whole
+        # when a file changes; `enrichment_state` holds the fingerprint of
+        # the loaded files.
+        """
+        CREATE TABLE networks (
+            low UHUGEINT NOT NULL,
+            high UHUGEINT NOT NULL,
+            asn BIGINT,
+            organization VARCHAR,
+            country VARCHAR
+        )
+        """,
+        "CREATE TABLE enrichment_state (fingerprint VARCHAR NOT NULL, loaded_at TIMESTAMP NOT NULL)",
         """
         CREATE TABLE alert_details (
             alert_id VARCHAR PRIMARY KEY,

@@ -16,15 +16,14 @@ entries share one comparison. Text entries are glob patterns (`*`, `?`,
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import duckdb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gatewatch.engine.compiler import literal_string, quote
+from gatewatch.engine.ipsql import IPV4_MAPPED, ip_number_sql, lambda_sql
 from gatewatch.errors import RuleError
 from gatewatch.yamlsource import YamlDocument, raise_validation_error
 
@@ -36,17 +35,6 @@ KIND_COLUMNS = {
     "path": "path",
     "credential_id": "credential_id",
 }
-IPV4_MAPPED = 0xFFFF_0000_0000
-# DuckDB 1.3 added `lambda x: ...` and later releases reject the older
-# `x -> ...` unless a setting allows it.
-_VERSION = tuple(int(part) for part in re.findall(r"\d+", duckdb.__version__)[:2])
-NEW_LAMBDA = _VERSION >= (1, 3)
-
-
-def lambda_sql(variable: str, body: str) -> str:
-    return f"lambda {variable}: {body}" if NEW_LAMBDA else f"{variable} -> {body}"
-
-
 class ListSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -62,7 +50,10 @@ class ListSpec(BaseModel):
 class ListsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lists: dict[str, ListSpec]
+    lists: dict[str, ListSpec] = Field(default_factory=dict)
+    # Enrichment files (CSV or .mmdb) relative to the lists file, for
+    # ip_country(), ip_asn() and ip_organization().
+    networks: list[str] = Field(default_factory=list)
 
 
 @dataclass
@@ -79,6 +70,7 @@ class Allowlists:
     """Every list defined in the loaded lists files, by name."""
 
     lists: dict[str, NamedList] = field(default_factory=dict)
+    network_files: list[Path] = field(default_factory=list)
 
     def match_sql(self, name: str) -> str:
         """Build a SQL condition that is true for events matching an entry of list ``name``."""
@@ -93,7 +85,7 @@ class Allowlists:
 
 
 def is_lists_document(data: object) -> bool:
-    return isinstance(data, dict) and "lists" in data and "id" not in data
+    return isinstance(data, dict) and ("lists" in data or "networks" in data) and "id" not in data
 
 
 def load_lists(document: YamlDocument, into: Allowlists) -> None:
@@ -102,6 +94,11 @@ def load_lists(document: YamlDocument, into: Allowlists) -> None:
         parsed = ListsFile.model_validate(document.data)
     except ValidationError as exc:
         raise_validation_error(document, exc, RuleError, model=ListsFile)
+    for index, name in enumerate(parsed.networks):
+        path = Path(document.path).parent / name
+        if not path.is_file():
+            raise RuleError(f"network file {name!r} not found next to the lists file", document.path, document.line_of(("networks", index)))
+        into.network_files.append(path)
     for name, spec in parsed.lists.items():
         line = document.line_of(("lists", name))
         if name in into.lists:
@@ -150,29 +147,3 @@ def _match_sql(named: NamedList) -> str:
         return "FALSE"
     # The lambda computes the address number once for all ranges.
     return f"list_transform([{ip_number_sql(column)}], {lambda_sql('n', ' OR '.join(ranges))})[1]"
-
-
-def ip_number_sql(column: str) -> str:
-    """Build a SQL expression that turns an address text into a UHUGEINT, or NULL if invalid."""
-    v4 = (
-        f"{IPV4_MAPPED}::UHUGEINT"
-        + "".join(
-            f" + TRY_CAST(string_split({column}, '.')[{i + 1}] AS UHUGEINT) * {256 ** (3 - i)}" for i in range(4)
-        )
-    )
-    head = f"split_part({column}, '::', 1)"
-    tail = f"split_part({column}, '::', 2)"
-    head_parts = f"CASE WHEN {head} = '' THEN []::VARCHAR[] ELSE string_split({head}, ':') END"
-    tail_parts = f"CASE WHEN {tail} = '' THEN []::VARCHAR[] ELSE string_split({tail}, ':') END"
-    zero = lambda_sql("x", "'0'")
-    missing = f"list_transform(range(greatest(8 - len({head_parts}) - len({tail_parts}), 0)), {zero})"
-    hextets = (
-        f"CASE WHEN contains({column}, '::') THEN list_concat({head_parts}, {missing}, {tail_parts}) "
-        f"ELSE string_split({column}, ':') END"
-    )
-    pad = lambda_sql("h", "lpad(h, 4, '0')")
-    v6 = f"TRY_CAST('0x' || array_to_string(list_transform({hextets}, {pad}), '') AS UHUGEINT)"
-    return (
-        f"CASE WHEN regexp_matches({column}, '^[0-9]{{1,3}}(\\.[0-9]{{1,3}}){{3}}$') THEN {v4} "
-        f"WHEN contains({column}, ':') AND NOT contains({column}, '.') THEN {v6} END"
-    )

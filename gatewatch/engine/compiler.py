@@ -28,6 +28,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from gatewatch.engine.enrich import LOOKUP_FUNCTIONS, lookup_sql
 from gatewatch.engine.position import value_position
 from gatewatch.engine.rule import Rule
 from gatewatch.engine.sqlcheck import ExpressionError, check_expression, parse_expression
@@ -226,16 +227,24 @@ def checked_expression(
     columns = set(RULE_COLUMNS) | set(extra or {})
     try:
         tree = check_expression(text, columns, allow_aggregates, bare_columns=bare if allow_aggregates else None)
-        return expand_in_list(tree, text, rule.list_conditions)
+        return expand_list_functions(tree, text, rule.list_conditions)
     except ExpressionError as exc:
         raise expression_error(rule, location, exc) from None
 
 
-def expand_in_list(tree: exp.Expression, text: str, conditions: dict[str, str]) -> exp.Expression:
-    """Replace each `in_list('name')` call with the match condition of that list."""
+def expand_list_functions(tree: exp.Expression, text: str, conditions: dict[str, str]) -> exp.Expression:
+    """Replace `in_list('name')` with the list's match condition, and `ip_country(x)` and
+    the other network lookups with a query of the `networks` table."""
 
     def replace(node: exp.Expression) -> exp.Expression:
-        if not (isinstance(node, exp.Anonymous) and str(node.name).lower() == "in_list"):
+        if not isinstance(node, exp.Anonymous):
+            return node
+        function = str(node.name).lower()
+        if function in LOOKUP_FUNCTIONS:
+            if len(node.expressions) != 1:
+                raise ExpressionError(f"{function} takes one address, such as {function}(client_ip)", text.lower().find(function) + 1)
+            return sqlglot.parse_one(lookup_sql(function, node.expressions[0].sql("duckdb")), read="duckdb")
+        if function != "in_list":
             return node
         arguments = node.expressions
         if len(arguments) != 1 or not isinstance(arguments[0], exp.Literal) or not arguments[0].is_string:

@@ -19,10 +19,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from gatewatch.duration import format_duration
 from gatewatch.engine.compiler import EVIDENCE_COLUMNS, CompiledRule
+from gatewatch.engine.enrich import ensure_networks
 from gatewatch.store import Store, utc_now
 
 # Window ends evaluated per transaction during catch-up; bounds the memory
@@ -91,6 +93,8 @@ def evaluate_rule(
     outbox row per name in ``notifiers``.
     """
     report = RuleReport(rule_id=rule.id)
+    if rule.rule.network_files:
+        ensure_networks(store.con, [Path(name) for name in rule.rule.network_files])
     limit = until if until is not None else watermark(store, settings.lateness)
     if limit is None:
         return report

@@ -85,6 +85,7 @@ def load_rules(locations: list[str | Path]) -> RuleSet:
             rule = rule_from_document(path, document)
             rule.exclusion_sql = _allowlist_sql(rule, result.allowlists)
             rule.list_conditions = {name: result.allowlists.match_sql(name) for name in result.allowlists.lists}
+            rule.network_files = [str(path) for path in result.allowlists.network_files]
             compiled = compile_rule(rule)
         except GatewatchError as exc:
             result.errors.append(exc)

@@ -168,6 +168,8 @@ class Rule(BaseModel):
     # condition of every defined list for `in_list('name')`; set by the loader.
     exclusion_sql: str = Field(default="TRUE", exclude=True)
     list_conditions: dict[str, str] = Field(default_factory=dict, exclude=True)
+    # Enrichment files the evaluator loads into `networks` before this rule.
+    network_files: list[str] = Field(default_factory=list, exclude=True)
 
     @model_validator(mode="after")
     def _check_shape(self) -> Rule:
