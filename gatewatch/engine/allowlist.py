@@ -1,4 +1,4 @@
-"""Allowlists: named lists of networks, user agents, users and paths, defined once.
+"""Allowlists: named lists of networks, user agents, users, paths and credentials, defined once.
 
 A lists file is a YAML file among the rule files whose top-level key is
 `lists:` instead of `id:`. A rule names lists under `allowlist:`, and events
