@@ -435,3 +435,35 @@ def test_baseline_missing_skip_needs_history(store, tmp_path):
     insert_events(store, rows)
     evaluate_rule(store, compiled(tmp_path, GLOBAL_SPIKE), [], SETTINGS, until=at("11:30:00"))
     assert alerts(store) == []
+
+
+NEW_ENDPOINT = """\
+id: key-new-endpoint
+title: Key calls a new endpoint
+severity: medium
+type: new_value
+where: credential_id is not null
+group_by: [credential_id]
+every: 1m
+new_value:
+  fields:
+    endpoint: method || ' ' || regexp_replace(path, '/[0-9]+', '/{id}', 'g')
+  learning: 1h
+"""
+
+
+def test_new_value_expression_field(store, tmp_path):
+    rows = [
+        event("08:00:00", credential_id="k1", path="/api/v1/orders/17"),
+        event("09:30:00", credential_id="k1", path="/api/v1/orders/18"),
+        event("09:31:00", credential_id="k1", path="/api/v1/admin/users/4"),
+    ]
+    insert_events(store, rows)
+    evaluate_rule(store, compiled(tmp_path, NEW_ENDPOINT), [], SETTINGS, until=at("10:00:00"))
+    found = alerts(store)
+    assert [a["group"] for a in found] == [{"credential_id": "k1", "endpoint": "GET /api/v1/admin/users/{id}"}]
+
+
+def test_new_value_field_name_is_column(tmp_path):
+    text = NEW_ENDPOINT.replace("    endpoint: method", "    path: method")
+    assert "invalid field name 'path'" in load_error(tmp_path, text)

@@ -10,6 +10,7 @@ before, so a brand-new group does not alert on its first values.
 
 from __future__ import annotations
 
+import difflib
 from datetime import datetime
 
 import duckdb
@@ -18,6 +19,7 @@ from gatewatch.engine.compiler import (
     CompiledRule,
     check_group_by,
     check_summary,
+    checked_expression,
     compile_where,
     grid_ceiling_sql,
     group_key_sql,
@@ -36,34 +38,34 @@ def compile_new_value(rule: Rule) -> CompiledRule:
     spec = rule.new_value
     assert spec is not None
     check_group_by(rule)
-    for index, column in enumerate(spec.fields):
-        if column not in RULE_COLUMNS:
-            raise RuleError(f"unknown column {column!r} in `new_value.fields`", rule.path, rule.line_of("new_value", "fields", index))
-        if column in rule.group_by:
-            raise RuleError(
-                f"column {column!r} is in both `group_by` and `new_value.fields`; a group cannot have a new value of itself",
-                rule.path,
-                rule.line_of("new_value", "fields", index),
-            )
-    check_summary(rule, dict.fromkeys(MEASURES + tuple(spec.fields), ""))
+    fields = _field_expressions(rule)
+    names = list(fields)
+    check_summary(rule, dict.fromkeys(MEASURES + tuple(names), ""))
     where_sql = compile_where(rule)
-    not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in spec.fields)
-    matched = f"({where_sql}) AND {not_null}"
+    not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in names)
+    computed = "".join(f", {sql} AS {quote(name)}" for name, sql in fields.items() if sql != quote(name))
+
+    def source(end: str) -> str:
+        # Computed fields get their names here, so the queries below read
+        # every field as a column.
+        return f"(SELECT *{computed} FROM events WHERE ts > $1 AND ts <= {end} AND ({where_sql})) AS e"
+
+    matched = not_null
     key_sql = group_key_sql(rule.group_by)
-    value_sql = group_key_sql(spec.fields)
+    value_sql = group_key_sql(names)
     rule_literal = literal_string(rule.id)
     history_us = micros(spec.history)
     learning_us = micros(spec.learning)
     every_us = micros(rule.every)
-    columns = ", ".join(quote(c) for c in [*rule.group_by, *spec.fields])
-    current_columns = ", ".join(f"cur.{quote(c)}" for c in [*rule.group_by, *spec.fields])
+    columns = ", ".join(quote(c) for c in [*rule.group_by, *names])
+    current_columns = ", ".join(f"cur.{quote(c)}" for c in [*rule.group_by, *names])
 
     candidates_sql = f"""
 WITH cur AS (
     SELECT {columns}, {key_sql} AS _key, {value_sql} AS _value,
            min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS events
-    FROM events
-    WHERE ts > $1 AND ts <= $3 AND {matched}
+    FROM {source("$3")}
+    WHERE {matched}
     GROUP BY ALL
 ), known AS (
     SELECT group_key AS _key, value_key AS _value, first_seen, last_seen
@@ -97,7 +99,8 @@ ORDER BY _window_end, {current_columns}
     upsert_sql = f"""
 INSERT INTO seen_values
 SELECT {rule_literal}, {key_sql}, {value_sql}, min(ts), max(ts)
-FROM events WHERE ts > $1 AND ts <= $2 AND {matched}
+FROM {source("$2")}
+WHERE {matched}
 GROUP BY ALL
 ON CONFLICT DO UPDATE SET
     first_seen = CASE WHEN epoch_us(excluded.first_seen) - epoch_us(seen_values.last_seen) >= {history_us}
@@ -122,7 +125,48 @@ ON CONFLICT DO UPDATE SET
         window_us=every_us,
         scan_us=0,
         candidates_sql=candidates_sql,
-        group_columns=[*rule.group_by, *spec.fields],
+        group_columns=[*rule.group_by, *names],
         evidence_where=where_sql,
         after_slice=remember,
     )
+
+
+def _field_expressions(rule: Rule) -> dict[str, str]:
+    """Return the tracked fields by name: an event column, or a named SQL expression."""
+    spec = rule.new_value
+    assert spec is not None
+    if isinstance(spec.fields, list):
+        fields = {}
+        for index, column in enumerate(spec.fields):
+            if column not in RULE_COLUMNS:
+                close = difflib.get_close_matches(column, sorted(RULE_COLUMNS), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise RuleError(
+                    f"unknown column {column!r} in `new_value.fields`{hint}",
+                    rule.path,
+                    rule.line_of("new_value", "fields", index),
+                )
+            _check_not_grouped(rule, column, ("new_value", "fields", index))
+            fields[column] = quote(column)
+        return fields
+    fields = {}
+    for name, text in spec.fields.items():
+        location = ("new_value", "fields", name)
+        if not name.isidentifier() or name in RULE_COLUMNS:
+            raise RuleError(
+                f"invalid field name {name!r}: use an identifier that is not an event column, such as endpoint",
+                rule.path,
+                rule.line_of(*location),
+            )
+        _check_not_grouped(rule, name, location)
+        fields[name] = checked_expression(rule, location, str(text), allow_aggregates=False).sql("duckdb")
+    return fields
+
+
+def _check_not_grouped(rule: Rule, name: str, location: tuple[str | int, ...]) -> None:
+    if name in rule.group_by:
+        raise RuleError(
+            f"column {name!r} is in both `group_by` and `new_value.fields`; a group cannot have a new value of itself",
+            rule.path,
+            rule.line_of(*location),
+        )

@@ -85,7 +85,9 @@ class BaselineSpec(_Spec):
 class NewValueSpec(_Spec):
     """Settings of a `new_value` rule: the tracked columns and the history span."""
 
-    fields: list[str] = Field(min_length=1)
+    # Event columns, or a mapping of names to SQL expressions over event
+    # columns (such as the endpoint with ids replaced).
+    fields: list[str] | dict[str, str] = Field(min_length=1)
     # A value not seen for this long counts as new again.
     history: Duration = timedelta(days=30)
     # A group must have been seen this long before its new values alert, so
