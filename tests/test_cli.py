@@ -254,3 +254,42 @@ def test_cli_rules_test_wrong_expectation_fails(tmp_path):
     assert "alerts raised: [client_ip=203.0.113.31, failures=12, success=1" in fail
     assert "unexpected alert for client_ip=203.0.113.31" in fail
     assert "2 passed, 1 failed" in result.stdout
+
+
+def test_cli_alerts_show_lists_digest_members(tmp_path):
+    from datetime import datetime, timedelta
+
+    import polars as pl
+
+    from gatewatch.engine.evaluator import EvaluationSettings, evaluate_rule
+    from gatewatch.engine.loader import load_rules
+    from gatewatch.events import conform
+    from gatewatch.ingest import add_lineage
+    from gatewatch.store import Store
+
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "rule.yaml").write_text(GOOD_RULE.replace("count(*) >= 100", "count(*) >= 3"))
+    (tmp_path / "gatewatch.yaml").write_text("database: gw.duckdb\nrules: [rules]\n")
+    start = datetime(2026, 11, 3, 1, 0)
+    rows = [
+        {"ts": start + timedelta(hours=hour, seconds=second), "client_ip": f"203.0.113.{hour}", "path": "/", "status": 200}
+        for hour in range(4)
+        for second in range(3)
+    ]
+    rows.append({"ts": datetime(2026, 11, 3, 12, 0), "client_ip": "192.0.2.1", "path": "/", "status": 200})
+    frame = pl.DataFrame(rows).with_columns(pl.int_range(0, len(rows)).alias("offset"))
+    events = add_lineage(conform(frame), "edge", "combined", "access.log")
+    rule = load_rules([tmp_path / "rules"]).rules[0]
+    settings = EvaluationSettings(lateness=timedelta(0), catch_up_after=timedelta(hours=1), catch_up_max_alerts=2)
+    with Store(tmp_path / "gw.duckdb") as store:
+        with store.transaction():
+            store.insert_frame("events", events)
+            store.update_source_state("edge", events["ts"].min(), events["ts"].max())
+        report = evaluate_rule(store, rule, ["terminal"], settings)
+    assert report.grouped == 4
+    show_result = gatewatch("alerts", "show", report.digest_id, cwd=tmp_path)
+    assert show_result.returncode == 0, show_result.stderr
+    assert "Flood (catch-up digest)" in show_result.stdout
+    assert "alerts in this catch-up digest (4):" in show_result.stdout
+    for hour in range(4):
+        assert f"client_ip=203.0.113.{hour}" in show_result.stdout
