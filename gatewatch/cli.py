@@ -16,7 +16,7 @@ import sys
 import zoneinfo
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -540,9 +540,75 @@ def alerts_show(
             raise fail(exc) from None
         except duckdb.Error as exc:
             raise fail(f"reading the alert failed: {first_line(exc)}") from None
+        details = store.con.execute(
+            "SELECT rule_sql, catch_up, digest_id FROM alert_details WHERE alert_id = ?", [alert_id]
+        ).fetchone()
+        members = store.con.execute(
+            "SELECT a.alert_id, a.window_end, a.severity, a.summary FROM alerts a JOIN alert_details d USING (alert_id) "
+            "WHERE d.digest_id = ? AND a.alert_id <> ? ORDER BY a.window_end, a.alert_id",
+            [alert_id, alert_id],
+        ).fetchall()
     out.print(render_alert(alert))
+    if details is not None and details[1]:
+        out.print(Text("raised while catching up on missed evaluations", style="bold"))
+    if members:
+        out.print(Text(f"alerts in this catch-up digest ({len(members)}):", style="bold"))
+        write_rows(["alert_id", "window_end", "severity", "summary"], members, OutputFormat.table, sys.stdout, out)
     out.print(Text("query to reproduce (run with `gatewatch query`):", style="bold"))
     out.print(Text(make_visible(query)))
+    if details is not None and details[0]:
+        out.print(Text("rule query that raised it, for this window end:", style="bold"))
+        for line in details[0].splitlines():
+            out.print(Text(make_visible(line)))
+
+
+def parse_time(value: str, option: str) -> datetime:
+    """Parse an ISO 8601 date or date-time; a time without a zone is UTC."""
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise fail(f"invalid {option} {value!r}: use an ISO 8601 date or time such as 2026-11-03 or 2026-11-03T08:00") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+@app.command()
+def backtest(
+    start: Annotated[str, typer.Option("--from", help="Start of the event-time range, ISO 8601 (UTC unless a zone is given).")],
+    end: Annotated[str, typer.Option("--to", help="End of the event-time range, ISO 8601 (UTC unless a zone is given).")],
+    paths: RulePaths = None,
+    config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table, csv or json.")] = OutputFormat.table,
+) -> None:
+    """Run rules over the stored events and report how often each would have fired.
+
+    Nothing is delivered and the database is opened read-only: no alerts,
+    outbox rows or rule state are written.
+    """
+    from gatewatch.engine.backtest import backtest as run_backtest
+
+    start_time, end_time = parse_time(start, "--from"), parse_time(end, "--to")
+    settings = read_config(config)
+    database = settings.resolve(settings.database)
+    rule_set = load_rules(_rule_locations(paths, config))
+    print_errors(rule_set.errors)
+    try:
+        results = run_backtest(database, rule_set.rules, start_time, end_time)
+    except GatewatchError as exc:
+        raise fail(exc) from None
+    columns = ["rule", "alerts", "groups", "suppressed", "first", "last", "top groups"]
+    rows = []
+    for result in results:
+        top = result.error or "; ".join(
+            f"{', '.join(str(v) for v in group.values()) or '(all)'} x{count}" for group, count in result.top_groups
+        )
+        first = result.first.isoformat(timespec="minutes") if result.first else ""
+        last = result.last.isoformat(timespec="minutes") if result.last else ""
+        rows.append((result.rule_id, result.alerts, result.groups, result.suppressed, first, last, top))
+    write_rows(columns, rows, output, sys.stdout, out)
+    failed = rule_set.errors or any(r.error for r in results)
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 @sources_app.command("test")

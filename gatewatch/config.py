@@ -128,6 +128,11 @@ class EngineConfig(StrictModel):
     new_rule_lookback: Duration = timedelta(days=7)
     # Event rows kept with each alert as evidence.
     evidence_rows: int = Field(default=5, ge=0, le=50)
+    # Alerts for window ends this far behind the watermark (after downtime
+    # or when replaying old logs) are catch-up alerts. More than
+    # `catch_up_max_alerts` of them per rule and run are sent as one digest.
+    catch_up_after: Duration = timedelta(hours=1)
+    catch_up_max_alerts: int = Field(default=5, ge=0)
 
 
 class ScheduleConfig(StrictModel):

@@ -31,7 +31,22 @@ class ConfigError(GatewatchError):
 
 
 class RuleError(GatewatchError):
-    """A rule file is invalid or its SQL does not pass the checks."""
+    """A rule file is invalid or its SQL does not pass the checks.
+
+    ``column`` (1-based) points into the line when the fault is inside an
+    SQL expression, so editors can jump to ``file:line:column``.
+    """
+
+    def __init__(
+        self, message: str, path: str | Path | None = None, line: int | None = None, column: int | None = None
+    ):
+        super().__init__(message, path, line)
+        self.column = column
+
+    def __str__(self) -> str:
+        if self.path is not None and self.line is not None and self.column is not None:
+            return f"{self.path}:{self.line}:{self.column}: {self.message}"
+        return super().__str__()
 
 
 class SourceError(GatewatchError):

@@ -322,11 +322,7 @@ def evaluate_step(
     config: Config, store: Store, rules: list[CompiledRule], stop: StopCheck = _never
 ) -> tuple[list[RuleReport], list[GatewatchError]]:
     """Evaluate each enabled rule up to the watermark; ``stop`` is checked between rules."""
-    settings = EvaluationSettings(
-        lateness=config.engine.allowed_lateness,
-        new_rule_lookback=config.engine.new_rule_lookback,
-        evidence_rows=config.engine.evidence_rows,
-    )
+    settings = EvaluationSettings.from_config(config.engine)
     reports: list[RuleReport] = []
     errors: list[GatewatchError] = []
     for rule in rules:
@@ -340,6 +336,11 @@ def evaluate_step(
             # Outbox rows are made only for the notifiers whose filters take the rule.
             notifier_names = [n.name for n in config.notifiers if n.accepts(rule.id, rule.rule.severity)]
             result = evaluate_rule(store, rule, notifier_names, settings)
+        except GatewatchError as exc:
+            # An unreadable enrichment file stops this rule, not the tick.
+            errors.append(exc)
+            record.error = str(exc)
+            logger.error("evaluate rule=%s error: %s", rule.id, exc)
         except duckdb.Error as exc:
             message = str(exc).splitlines()[0]
             error = GatewatchError(

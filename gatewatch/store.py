@@ -213,6 +213,60 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
+    # 5: engine state of the stateful rule types, alert details and
+    # enrichment networks.
+    [
+        # Per-window measures of `baseline` rules: the history each new
+        # window is compared with. Pruned past the rule's history span.
+        """
+        CREATE TABLE baseline_history (
+            rule_id VARCHAR NOT NULL,
+            group_key VARCHAR NOT NULL,
+            window_end TIMESTAMP NOT NULL,
+            value DOUBLE
+        )
+        """,
+        # Values a `new_value` rule has seen per group, so a restart or a
+        # replay does not report them as new again.
+        """
+        CREATE TABLE seen_values (
+            rule_id VARCHAR NOT NULL,
+            group_key VARCHAR NOT NULL,
+            value_key VARCHAR NOT NULL,
+            first_seen TIMESTAMP NOT NULL,
+            last_seen TIMESTAMP NOT NULL,
+            PRIMARY KEY (rule_id, group_key, value_key)
+        )
+        """,
+        # Engine details of an alert beyond the columns notifiers read: the
+        # rule's query for the alert's window end with its parameters bound,
+        # and whether it was raised while catching up on missed evaluation
+        # points. A catch-up alert gets no outbox row until the
+        # run ends; then `digest_id` is set to its own id (queued alone) or
+        # to the id of the digest alert that groups it.
+        # Network ranges from the enrichment files a lists file names, as
+        # 128-bit numbers (IPv4 in the IPv4-mapped range). Replaced whole
+        # when a file changes; `enrichment_state` holds the fingerprint of
+        # the loaded files.
+        """
+        CREATE TABLE networks (
+            low UHUGEINT NOT NULL,
+            high UHUGEINT NOT NULL,
+            asn BIGINT,
+            organization VARCHAR,
+            country VARCHAR
+        )
+        """,
+        "CREATE TABLE enrichment_state (fingerprint VARCHAR NOT NULL, loaded_at TIMESTAMP NOT NULL)",
+        """
+        CREATE TABLE alert_details (
+            alert_id VARCHAR PRIMARY KEY,
+            rule_sql VARCHAR,
+            catch_up BOOLEAN NOT NULL DEFAULT FALSE,
+            digest_id VARCHAR
+        )
+        """,
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

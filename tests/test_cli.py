@@ -211,3 +211,108 @@ def test_readme_rule_example_tests_pass(tmp_path):
     result = gatewatch("rules", "test", str(tmp_path / "example.yaml"), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed, 0 failed" in result.stdout
+
+
+def sample_project(tmp_path: Path) -> Path:
+    import shutil
+
+    sample = Path(__file__).resolve().parents[1] / "sample_logs"
+    for name in ("access.log.1",):
+        shutil.copyfile(sample / name, tmp_path / name)
+    (tmp_path / "gatewatch.yaml").write_text(
+        "database: gw.duckdb\nsources:\n  - name: edge\n    format: combined\n    path: access.log.1\n"
+        "rules: [builtin]\nnotifiers: []\n"
+    )
+    return tmp_path
+
+
+def test_cli_backtest_writes_nothing(tmp_path):
+    folder = sample_project(tmp_path)
+    assert gatewatch("ingest", cwd=folder).returncode == 0
+    before = (folder / "gw.duckdb").read_bytes()
+    result = gatewatch("backtest", "--from", "2026-11-03T08:00", "--to", "2026-11-03T16:00", "-f", "csv", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split(",")[0]: line.split(",") for line in result.stdout.splitlines()[1:]}
+    assert rows["scraping"][1] == "1"
+    assert rows["scraping"][6] == "2001:db8:bad:1::17 x1"
+    assert rows["credential-stuffing"][1] == "0"
+    assert (folder / "gw.duckdb").read_bytes() == before
+
+
+def test_cli_backtest_rejects_bad_time(tmp_path):
+    folder = sample_project(tmp_path)
+    result = gatewatch("backtest", "--from", "yesterday", "--to", "2026-11-04", cwd=folder)
+    assert result.returncode == 1
+    assert_one_line_error(result, "invalid --from 'yesterday'")
+
+
+def test_cli_alerts_show_prints_rule_query(tmp_path):
+    folder = sample_project(tmp_path)
+    assert gatewatch("run", "--once", cwd=folder).returncode == 0
+    listed = gatewatch("alerts", "list", "--rule", "scraping", "-f", "csv", cwd=folder)
+    alert_id = listed.stdout.splitlines()[1].split(",")[0]
+    show_result = gatewatch("alerts", "show", alert_id, cwd=folder)
+    assert show_result.returncode == 0, show_result.stderr
+    assert "2001:db8:bad:1::17" in show_result.stdout
+    assert "query to reproduce" in show_result.stdout
+    assert "rule query that raised it" in show_result.stdout
+    assert "GROUP BY" in show_result.stdout
+
+
+def test_cli_rules_test_wrong_expectation_fails(tmp_path):
+    import shutil
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    source = Path(__file__).resolve().parents[1] / "rules" / "login-failures-then-success.yaml"
+    text = source.read_text().replace('expect: [{"client_ip": "203.0.113.31"}]', 'expect: [{"client_ip": "203.0.113.39"}]')
+    (rules / "rule.yaml").write_text(text)
+    shutil.copyfile(source.parent / "lists.yaml", rules / "lists.yaml")
+    shutil.copytree(source.parent.parent / "sample_logs", tmp_path / "sample_logs")
+    result = gatewatch("rules", "test", "rules", cwd=tmp_path)
+    assert result.returncode == 1
+    fail = next(line for line in result.stdout.splitlines() if line.startswith("FAIL"))
+    assert "fires on 12 failures then a success" in fail
+    assert "expected an alert for client_ip=203.0.113.39, got none matching" in fail
+    assert "alerts raised: [client_ip=203.0.113.31, failures=12, success=1" in fail
+    assert "unexpected alert for client_ip=203.0.113.31" in fail
+    assert "2 passed, 1 failed" in result.stdout
+
+
+def test_cli_alerts_show_lists_digest_members(tmp_path):
+    from datetime import datetime, timedelta
+
+    import polars as pl
+
+    from gatewatch.engine.evaluator import EvaluationSettings, evaluate_rule
+    from gatewatch.engine.loader import load_rules
+    from gatewatch.events import conform
+    from gatewatch.ingest import add_lineage
+    from gatewatch.store import Store
+
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "rule.yaml").write_text(GOOD_RULE.replace("count(*) >= 100", "count(*) >= 3"))
+    (tmp_path / "gatewatch.yaml").write_text("database: gw.duckdb\nrules: [rules]\n")
+    start = datetime(2026, 11, 3, 1, 0)
+    rows = [
+        {"ts": start + timedelta(hours=hour, seconds=second), "client_ip": f"203.0.113.{hour}", "path": "/", "status": 200}
+        for hour in range(4)
+        for second in range(3)
+    ]
+    rows.append({"ts": datetime(2026, 11, 3, 12, 0), "client_ip": "192.0.2.1", "path": "/", "status": 200})
+    frame = pl.DataFrame(rows).with_columns(pl.int_range(0, len(rows)).alias("offset"))
+    events = add_lineage(conform(frame), "edge", "combined", "access.log")
+    rule = load_rules([tmp_path / "rules"]).rules[0]
+    settings = EvaluationSettings(lateness=timedelta(0), catch_up_after=timedelta(hours=1), catch_up_max_alerts=2)
+    with Store(tmp_path / "gw.duckdb") as store:
+        with store.transaction():
+            store.insert_frame("events", events)
+            store.update_source_state("edge", events["ts"].min(), events["ts"].max())
+        report = evaluate_rule(store, rule, ["terminal"], settings)
+    assert report.grouped == 4
+    show_result = gatewatch("alerts", "show", report.digest_id, cwd=tmp_path)
+    assert show_result.returncode == 0, show_result.stderr
+    assert "Flood (catch-up digest)" in show_result.stdout
+    assert "alerts in this catch-up digest (4):" in show_result.stdout
+    for hour in range(4):
+        assert f"client_ip=203.0.113.{hour}" in show_result.stdout

@@ -144,3 +144,38 @@ def test_rule_window_shorter_than_every(tmp_path):
 def test_rule_list_generator_rejected(tmp_path):
     message = only_error(tmp_path, VALID.replace("status in (401, 403)", "len(range(0, 2000000000)) > 0"))
     assert "builds lists of unbounded size" in message
+
+
+def test_rule_error_column_plain_value(tmp_path):
+    message = only_error(tmp_path, VALID.replace("method = 'POST'", "methd = 'POST'"))
+    # `where: ` is 7 characters, so the column name starts in column 8.
+    assert message.startswith(f"{tmp_path / 'rule.yaml'}:5:8: ")
+
+
+def test_rule_error_column_block_value(tmp_path):
+    text = VALID.replace(
+        "where: method = 'POST' and status in (401, 403)\n",
+        "where: |\n  method = 'POST'\n    and statuss in (401, 403)\n",
+    )
+    message = only_error(tmp_path, text)
+    assert message.startswith(f"{tmp_path / 'rule.yaml'}:7:9: ")
+    assert "did you mean 'status'?" in message
+
+
+def test_rule_error_column_in_sequence_step(tmp_path):
+    text = """\
+id: seq
+title: Seq
+severity: low
+type: sequence
+sequence:
+  within: 5m
+  steps:
+    - name: fail
+      where: status = 401
+    - name: ok
+      where: statsu = 200
+"""
+    message = only_error(tmp_path, text)
+    assert message.startswith(f"{tmp_path / 'rule.yaml'}:11:14: ")
+    assert "did you mean 'status'?" in message

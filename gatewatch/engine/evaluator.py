@@ -2,9 +2,14 @@
 
 For each rule, ``rule_state.evaluated_to`` is the last window end already
 evaluated. A tick evaluates the window ends after it, up to the watermark,
-in slices; each slice's alerts, their outbox rows and the new
-``evaluated_to`` commit in one transaction, so a crash repeats no slice and
-skips none.
+in slices; each slice's alerts, their outbox rows, the rule type's state
+(baseline history, seen values) and the new ``evaluated_to`` commit in one
+transaction, so a crash repeats no slice and skips none.
+
+Alerts for window ends older than ``catch_up_after`` before the watermark
+are catch-up alerts. They are stored without outbox rows. When the run
+ends, they are queued one by one if there are at most
+``catch_up_max_alerts`` of them, or else as one digest alert.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from gatewatch.duration import format_duration
 from gatewatch.engine.compiler import EVIDENCE_COLUMNS, CompiledRule
+from gatewatch.engine.enrich import ensure_networks
 from gatewatch.store import Store, utc_now
 
 # Window ends evaluated per transaction during catch-up; bounds the memory
@@ -26,11 +33,28 @@ MAX_SLICE = timedelta(days=1)
 EPOCH = datetime(1970, 1, 1)
 
 
+SEVERITY_ORDER = ("low", "medium", "high", "critical")
+
+
 @dataclass
 class EvaluationSettings:
     lateness: timedelta = timedelta(minutes=1)
     new_rule_lookback: timedelta = timedelta(days=7)
     evidence_rows: int = 5
+    # None turns catch-up grouping off (rule tests, backtests).
+    catch_up_after: timedelta | None = timedelta(hours=1)
+    catch_up_max_alerts: int = 5
+
+    @classmethod
+    def from_config(cls, engine: Any) -> EvaluationSettings:
+        """Build the settings from the config's `engine:` section."""
+        return cls(
+            lateness=engine.allowed_lateness,
+            new_rule_lookback=engine.new_rule_lookback,
+            evidence_rows=engine.evidence_rows,
+            catch_up_after=engine.catch_up_after,
+            catch_up_max_alerts=engine.catch_up_max_alerts,
+        )
 
 
 @dataclass
@@ -40,6 +64,9 @@ class RuleReport:
     evaluated_to: datetime | None = None
     alert_ids: list[str] = field(default_factory=list)
     suppressed: int = 0
+    # Catch-up alerts grouped into a digest, and the digest's id.
+    grouped: int = 0
+    digest_id: str | None = None
 
 
 def watermark(store: Store, lateness: timedelta) -> datetime | None:
@@ -66,24 +93,37 @@ def evaluate_rule(
     outbox row per name in ``notifiers``.
     """
     report = RuleReport(rule_id=rule.id)
+    if rule.rule.network_files:
+        ensure_networks(store.con, [Path(name) for name in rule.rule.network_files])
     limit = until if until is not None else watermark(store, settings.lateness)
     if limit is None:
         return report
     last_end = floor_to_grid(limit, rule.every_us)
     start = _evaluated_to(store, rule, limit, settings)
+    catch_up_before = None if settings.catch_up_after is None else limit - settings.catch_up_after
     if start is None or last_end <= start:
+        if catch_up_before is not None:
+            # A run that died before the end may have left catch-up alerts unqueued.
+            with store.transaction():
+                _deliver_catch_up(store, rule, notifiers, settings, report)
         return report
     report.evaluated_from = start
     slice_start = start
     while slice_start < last_end:
-        slice_start = _skip_empty_span(store, rule, slice_start, last_end)
+        if rule.before_slice is None and rule.after_slice is None:
+            # Types with state must see every slice, so that history
+            # pruning and expiry move on in step.
+            slice_start = _skip_empty_span(store, rule, slice_start, last_end)
         slice_end = min(last_end, floor_to_grid(slice_start + MAX_SLICE, rule.every_us))
         if slice_end <= slice_start:
             slice_end = last_end
         with store.transaction():
-            _evaluate_slice(store, rule, slice_start, slice_end, notifiers, settings, report)
+            _evaluate_slice(store, rule, slice_start, slice_end, notifiers, settings, report, catch_up_before)
             _save_evaluated_to(store, rule.id, slice_end)
         slice_start = slice_end
+    if catch_up_before is not None:
+        with store.transaction():
+            _deliver_catch_up(store, rule, notifiers, settings, report)
     report.evaluated_to = last_end
     return report
 
@@ -132,78 +172,194 @@ def _evaluate_slice(
     notifiers: list[str],
     settings: EvaluationSettings,
     report: RuleReport,
+    catch_up_before: datetime | None = None,
 ) -> None:
     """Find, suppress and store the alerts for window ends in (first_end, last_end]."""
     window = timedelta(microseconds=rule.window_us)
-    cursor = store.con.execute(
-        rule.candidates_sql, [first_end - window, last_end, first_end, last_end]
-    )
+    if rule.before_slice is not None:
+        rule.before_slice(store.con, first_end, last_end)
+    cursor = store.con.execute(rule.candidates_sql, rule.candidate_params(first_end, last_end))
     names = [d[0] for d in cursor.description]
     candidates = [dict(zip(names, row)) for row in cursor.fetchall()]
+    if rule.after_slice is not None:
+        rule.after_slice(store.con, first_end, last_end)
     if not candidates:
         return
-    group_columns = rule.rule.group_by
-    last_alert = _last_alert_ends(store, rule.id)
+    escalate = rule.rule.escalate
+    history = _alert_history(store, rule.id, first_end - max(rule.rule.suppress, escalate.within))
     suppress = rule.rule.suppress
     for candidate in candidates:
         window_end = candidate["_window_end"]
-        group = {c: _jsonable(candidate[c]) for c in group_columns}
+        group = {c: _jsonable(candidate[c]) for c in rule.group_columns}
         key = _group_json(group)
-        previous = last_alert.get(key)
-        if previous is not None and window_end < previous + suppress:
+        earlier = history.setdefault(key, [])
+        if earlier and window_end < max(earlier) + suppress:
             report.suppressed += 1
             continue
-        last_alert[key] = window_end
+        earlier.append(window_end)
+        fired = sum(1 for end in earlier if end > window_end - escalate.within)
         measures = {name: _jsonable(candidate[name]) for name in rule.measures}
-        alert_id = _store_alert(store, rule, group, window_end - window, window_end, measures, notifiers, settings)
+        alert = PendingAlert(group, window_end - window, window_end, measures, fired)
+        catch_up = catch_up_before is not None and window_end < catch_up_before
+        alert_id = _store_alert(store, rule, alert, [] if catch_up else notifiers, settings, catch_up)
         report.alert_ids.append(alert_id)
 
 
-def _last_alert_ends(store: Store, rule_id: str) -> dict[str, datetime]:
+@dataclass
+class PendingAlert:
+    group: dict[str, Any]
+    window_start: datetime
+    window_end: datetime
+    measures: dict[str, Any]
+    # Alerts of this (rule, group) within `escalate.within`, this one included.
+    fired: int
+
+
+def _alert_history(store: Store, rule_id: str, since: datetime) -> dict[str, list[datetime]]:
+    """Return the window ends of the rule's alerts after ``since``, per group key.
+
+    Catch-up digests are left out: they stand for many groups.
+    """
     rows = store.con.execute(
-        "SELECT group_key::VARCHAR, max(window_end) FROM alerts WHERE rule_id = ? GROUP BY 1", [rule_id]
+        "SELECT group_key::VARCHAR, list(window_end) FROM alerts "
+        "WHERE rule_id = ? AND window_end > ? AND group_key->>'catch_up' IS NULL GROUP BY 1",
+        [rule_id, since],
     ).fetchall()
-    return {_group_json(json.loads(key)): end for key, end in rows}
+    history: dict[str, list[datetime]] = {}
+    for key, ends in rows:
+        history[_group_json(json.loads(key))] = list(ends)
+    return history
+
+
+def escalated_severity(severity: str, fired: int, after: int) -> str:
+    """Raise ``severity`` one level for every ``after`` alerts of the same group."""
+    level = SEVERITY_ORDER.index(severity) + fired // after
+    return SEVERITY_ORDER[min(level, len(SEVERITY_ORDER) - 1)]
+
+
+ALERT_INSERT = (
+    "INSERT INTO alerts (alert_id, rule_id, title, severity, group_key, window_start, window_end, measures, "
+    "summary, evidence, query, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+DETAILS_INSERT = "INSERT INTO alert_details VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
 
 
 def _store_alert(
     store: Store,
     rule: CompiledRule,
-    group: dict[str, Any],
-    window_start: datetime,
-    window_end: datetime,
-    measures: dict[str, Any],
+    alert: PendingAlert,
     notifiers: list[str],
     settings: EvaluationSettings,
+    catch_up: bool = False,
 ) -> str:
-    group_key = _group_json(group)
-    alert_id = alert_identifier(rule.id, group_key, window_end)
-    evidence = _evidence(store, rule, group, window_start, window_end, settings.evidence_rows)
-    summary = render_summary(rule, group, measures, window_start, window_end)
+    group_key = _group_json(alert.group)
+    alert_id = alert_identifier(rule.id, group_key, alert.window_end)
+    evidence = _evidence(store, rule, alert.group, alert.window_start, alert.window_end, settings.evidence_rows)
+    summary = render_summary(rule, alert.group, alert.measures, alert.window_start, alert.window_end)
+    severity = rule.rule.severity
+    measures = dict(alert.measures)
+    escalate = rule.rule.escalate
+    if alert.fired >= escalate.after:
+        severity = escalated_severity(severity, alert.fired, escalate.after)
+        measures["times_fired"] = alert.fired
+        summary += f" (repeat offender: alert {alert.fired} for this group within {format_duration(escalate.within)})"
     store.con.execute(
-        "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        ALERT_INSERT,
         [
             alert_id,
             rule.id,
             rule.rule.title,
-            rule.rule.severity,
+            severity,
             group_key,
-            window_start,
-            window_end,
+            alert.window_start,
+            alert.window_end,
             json.dumps(measures),
             summary,
             json.dumps(evidence),
-            rule.reproduce_sql(window_start, window_end, group),
+            rule.reproduce_sql(alert.window_start, alert.window_end, alert.group),
             utc_now(),
         ],
     )
+    store.con.execute(DETAILS_INSERT, [alert_id, rule.producing_sql(alert.window_end), catch_up, None])
+    _queue(store, alert_id, notifiers)
+    return alert_id
+
+
+def _queue(store: Store, alert_id: str, notifiers: list[str]) -> None:
     for notifier in notifiers:
         store.con.execute(
             "INSERT INTO outbox (alert_id, notifier, state, attempts) VALUES (?, ?, 'pending', 0) "
             "ON CONFLICT DO NOTHING",
             [alert_id, notifier],
         )
-    return alert_id
+
+
+def _deliver_catch_up(
+    store: Store, rule: CompiledRule, notifiers: list[str], settings: EvaluationSettings, report: RuleReport
+) -> None:
+    """Queue the rule's undelivered catch-up alerts, one by one or as one digest.
+
+    Runs after the slices, and again on the next run if a crash came first:
+    an alert is marked with ``digest_id`` once it is queued or grouped.
+    """
+    rows = store.con.execute(
+        "SELECT alert_id, window_start, window_end, severity, group_key::VARCHAR, summary "
+        "FROM alerts JOIN alert_details USING (alert_id) "
+        "WHERE rule_id = ? AND catch_up AND digest_id IS NULL ORDER BY window_end, alert_id",
+        [rule.id],
+    ).fetchall()
+    if not rows:
+        return
+    if len(rows) <= settings.catch_up_max_alerts:
+        for alert_id, *_ in rows:
+            _queue(store, alert_id, notifiers)
+            store.con.execute("UPDATE alert_details SET digest_id = alert_id WHERE alert_id = ?", [alert_id])
+        return
+    member_ids = [row[0] for row in rows]
+    digest_id = hashlib.sha256(("\x00".join([rule.id, "catch-up", *member_ids])).encode()).hexdigest()[:16]
+    groups = {row[4] for row in rows}
+    severity = max((row[3] for row in rows), key=SEVERITY_ORDER.index)
+    first_end, last_end = rows[0][2], rows[-1][2]
+    measures = {
+        "alerts": len(rows),
+        "groups": len(groups),
+        "first_window_end": first_end.isoformat(),
+        "last_window_end": last_end.isoformat(),
+    }
+    summary = (
+        f"{len(rows)} alerts for {len(groups)} groups between {first_end.isoformat()} and {last_end.isoformat()}, "
+        f"raised while catching up on missed evaluations; list them with "
+        f"`gatewatch alerts list --rule {rule.id}`"
+    )
+    store.con.execute(
+        ALERT_INSERT,
+        [
+            digest_id,
+            rule.id,
+            f"{rule.rule.title} (catch-up digest)",
+            severity,
+            json.dumps({"catch_up": f"{len(rows)} alerts"}),
+            min(row[1] for row in rows),
+            last_end,
+            json.dumps(measures),
+            summary,
+            # The members are the evidence; `gatewatch alerts show` lists them.
+            "[]",
+            "SELECT alerts.* FROM alerts JOIN alert_details USING (alert_id) "
+            f"WHERE digest_id = '{digest_id}' AND alert_id <> '{digest_id}' ORDER BY window_end",
+            utc_now(),
+        ],
+    )
+    store.con.execute(DETAILS_INSERT, [digest_id, None, False, digest_id])
+    _queue(store, digest_id, notifiers)
+    store.con.execute(
+        "UPDATE alert_details SET digest_id = ? WHERE alert_id IN (SELECT unnest(?::VARCHAR[]))",
+        [digest_id, member_ids],
+    )
+    report.grouped += len(rows)
+    report.digest_id = digest_id
+    report.alert_ids.append(digest_id)
 
 
 def alert_identifier(rule_id: str, group_key: str, window_end: datetime) -> str:
@@ -217,7 +373,7 @@ def _evidence(
 ) -> list[dict[str, Any]]:
     if limit <= 0:
         return []
-    params = [start, end] + [group[c] for c in rule.rule.group_by]
+    params = [start, end] + [group[c] for c in rule.evidence_columns]
     rows = store.con.execute(rule.evidence_sql(limit), params).fetchall()
     return [{c: _jsonable(v) for c, v in zip(EVIDENCE_COLUMNS, row)} for row in rows]
 

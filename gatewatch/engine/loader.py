@@ -6,6 +6,7 @@ that compiled and a list of errors, each with the file and line at fault.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -15,13 +16,14 @@ import duckdb
 import polars as pl
 from pydantic import ValidationError
 
+from gatewatch.engine.allowlist import Allowlists, is_lists_document, load_lists
 from gatewatch.engine.compiler import CompiledRule, compile_rule
 from gatewatch.engine.rule import Rule
 from gatewatch.errors import GatewatchError, RuleError
 from gatewatch.events import conform
 from gatewatch.ingest import add_lineage
 from gatewatch.store import Store
-from gatewatch.yamlsource import load_yaml, raise_validation_error
+from gatewatch.yamlsource import YamlDocument, load_yaml, raise_validation_error
 
 BUILTIN = "builtin"
 RULE_SUFFIXES = (".yaml", ".yml")
@@ -33,6 +35,7 @@ class RuleSet:
 
     rules: list[CompiledRule] = field(default_factory=list)
     errors: list[GatewatchError] = field(default_factory=list)
+    allowlists: Allowlists = field(default_factory=Allowlists)
 
     def by_id(self, rule_id: str) -> CompiledRule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
@@ -66,10 +69,24 @@ def load_rules(locations: list[str | Path]) -> RuleSet:
         except GatewatchError as exc:
             # One missing folder must not disable the rules found elsewhere.
             result.errors.append(exc)
-    seen: dict[str, str] = {}
+    documents: list[tuple[Path, YamlDocument]] = []
     for path in files:
         try:
-            compiled = compile_rule(load_rule(path))
+            document = load_yaml(path, RuleError)
+            if is_lists_document(document.data):
+                load_lists(document, result.allowlists)
+            else:
+                documents.append((path, document))
+        except GatewatchError as exc:
+            result.errors.append(exc)
+    seen: dict[str, str] = {}
+    for path, document in documents:
+        try:
+            rule = rule_from_document(path, document)
+            rule.exclusion_sql = _allowlist_sql(rule, result.allowlists)
+            rule.list_conditions = {name: result.allowlists.match_sql(name) for name in result.allowlists.lists}
+            rule.network_files = [str(path) for path in result.allowlists.network_files]
+            compiled = compile_rule(rule)
         except GatewatchError as exc:
             result.errors.append(exc)
             continue
@@ -123,13 +140,19 @@ def _check_in_duckdb(result: RuleSet) -> None:
     with Store(":memory:") as store:
         frame = add_lineage(conform(pl.DataFrame([_PROBE_EVENT]).with_columns(offset=pl.lit(0))), "probe", "probe", "probe")
         store.insert_frame("events", frame)
-        params = [datetime(1999, 12, 31), datetime(2000, 1, 2), datetime(1999, 12, 31), datetime(2000, 1, 2)]
+        first_end, last_end = datetime(1999, 12, 31), datetime(2000, 1, 2)
         for compiled in list(result.rules):
+            store.con.begin()
             try:
+                if compiled.before_slice is not None:
+                    compiled.before_slice(store.con, first_end, last_end)
+                params = compiled.candidate_params(first_end, last_end)
                 store.con.execute(compiled.candidates_sql, params).fetchall()
+                if compiled.after_slice is not None:
+                    compiled.after_slice(store.con, first_end, last_end)
             except duckdb.Error as exc:
                 detail = str(exc).splitlines()[0]
-                key = "where" if compiled.rule.where else "having"
+                key = _probe_key(compiled.rule)
                 result.errors.append(
                     RuleError(
                         f"DuckDB rejects the rule's SQL: {detail}",
@@ -138,11 +161,39 @@ def _check_in_duckdb(result: RuleSet) -> None:
                     )
                 )
                 result.rules.remove(compiled)
+            finally:
+                store.con.rollback()
+
+
+def _probe_key(rule: Rule) -> str:
+    """Return the rule key whose line a DuckDB fault is reported at."""
+    if rule.type == "sql":
+        return "query"
+    if rule.type in ("baseline", "new_value", "sequence", "flatline"):
+        return "where" if rule.where and rule.type != "sequence" else rule.type
+    return "where" if rule.where else "having"
+
+
+def _allowlist_sql(rule: Rule, allowlists: Allowlists) -> str:
+    for index, name in enumerate(rule.allowlist):
+        if name not in allowlists.lists:
+            known = sorted(allowlists.lists)
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = (
+                f"; did you mean {close[0]!r}?" if close
+                else f"; defined lists: {', '.join(known)}" if known
+                else "; define it under `lists:` in a YAML file among the rule files"
+            )
+            raise RuleError(f"unknown list {name!r} in `allowlist`{hint}", rule.path, rule.line_of("allowlist", index))
+    return allowlists.exclusion_sql(rule.allowlist)
 
 
 def load_rule(path: Path) -> Rule:
     """Parse one rule file into a Rule; raise RuleError with the line at fault."""
-    document = load_yaml(path, RuleError)
+    return rule_from_document(path, load_yaml(path, RuleError))
+
+
+def rule_from_document(path: Path, document: YamlDocument) -> Rule:
     if not isinstance(document.data, dict):
         raise RuleError("a rule file must be a YAML mapping with keys such as `id:` and `type:`", path, 1)
     try:

@@ -55,13 +55,18 @@ def _run_test(rule: CompiledRule, test: RuleTest) -> str:
         with store.transaction():
             store.insert_frame("events", events)
             store.update_source_state("test", events["ts"].min(), events["ts"].max())
-        # Close every window that the test events fall into.
-        last = events["ts"].max() + timedelta(microseconds=rule.window_us + rule.every_us)
-        settings = EvaluationSettings(new_rule_lookback=timedelta(days=36500))
+        # Close every window that the test events fall into. A flatline
+        # rule stops at the last event instead: past it, the test data
+        # would look like a silent source.
+        last = events["ts"].max()
+        if rule.rule.type != "flatline":
+            last += timedelta(microseconds=rule.window_us + rule.every_us)
+        settings = EvaluationSettings(new_rule_lookback=timedelta(days=36500), catch_up_after=None)
         evaluate_rule(store, rule, [], settings, until=last)
         rows = store.con.execute("SELECT group_key::VARCHAR, measures::VARCHAR FROM alerts").fetchall()
+    group_columns = rule.group_columns
     alerts = [{**json.loads(group), **json.loads(measures)} for group, measures in rows]
-    return _compare(alerts, test.expect, rule.rule.group_by)
+    return _compare(alerts, test.expect, group_columns)
 
 
 def _test_input(rule: CompiledRule, test: RuleTest) -> bytes:
@@ -78,9 +83,10 @@ def _test_input(rule: CompiledRule, test: RuleTest) -> bytes:
 
 def _compare(alerts: list[dict[str, Any]], expected: list[dict[str, Any]], group_by: list[str]) -> str:
     problems = []
+    raised = "; ".join(f"[{_show(alert)}]" for alert in alerts) or "none"
     for item in expected:
         if not any(_matches(alert, item) for alert in alerts):
-            problems.append(f"expected an alert for {_show(item)}, got none")
+            problems.append(f"expected an alert for {_show(item)}, got none matching (alerts raised: {raised})")
     for alert in alerts:
         if not any(_matches(alert, item) for item in expected):
             group = {c: alert.get(c) for c in group_by}

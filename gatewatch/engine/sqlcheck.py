@@ -149,3 +149,62 @@ def _column_of(text: str, fragment: str) -> int | None:
     if index < 0:
         index = text.lower().find(fragment.lower())
     return index + 1 if index >= 0 else None
+
+
+# Statements and clauses a `sql` rule's query may not contain anywhere.
+FORBIDDEN_QUERY_NODES = (
+    exp.Placeholder, exp.Parameter, exp.Command, exp.Create, exp.Drop, exp.Insert, exp.Update,
+    exp.Delete, exp.Copy, exp.Pragma, exp.Set, exp.Use, exp.Into,
+)
+
+
+def check_query(text: str) -> exp.Query:
+    """Parse a `sql` rule's query and check what it reads.
+
+    It must be one SELECT (WITH and UNION allowed). Every table it names
+    must be `events` or one of its own CTEs; table functions, statements,
+    parameters and the functions of ``FORBIDDEN_FUNCTIONS`` are rejected.
+    Column names are checked later by DuckDB, which resolves the CTE columns.
+    """
+    tree = parse_expression(text)
+    if not isinstance(tree, exp.Query):
+        raise ExpressionError(f"write one SELECT query; found {tree.key.upper()}")
+    cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    for node in tree.walk():
+        if isinstance(node, FORBIDDEN_QUERY_NODES):
+            raise ExpressionError(
+                f"{node.key.upper()} is not allowed in a rule query: write one SELECT over `events`",
+                _column_of(text, node.sql("duckdb")[:20]),
+            )
+        if isinstance(node, exp.Table):
+            _check_table(node, text, cte_names)
+        elif isinstance(node, exp.Func):
+            name = function_name(node)
+            if name in GENERATOR_FUNCTIONS and isinstance(node.parent, (exp.Table, exp.From, exp.Join)):
+                raise ExpressionError(f"table function {name}() is not allowed in a rule query", _column_of(text, name))
+            if name in FORBIDDEN_FUNCTIONS or name.startswith(FORBIDDEN_PREFIXES):
+                raise ExpressionError(
+                    f"function {name}() is not allowed in a rule: it reads outside the events table",
+                    _column_of(text, name),
+                )
+    return tree
+
+
+def _check_table(node: exp.Table, text: str, cte_names: set[str]) -> None:
+    if not isinstance(node.this, exp.Identifier):
+        name = node.this.sql("duckdb") if node.this is not None else node.sql("duckdb")
+        raise ExpressionError(
+            f"table function {name.split('(')[0]}() is not allowed in a rule query: read only `events`",
+            _column_of(text, name.split("(")[0]),
+        )
+    if node.args.get("db") or node.args.get("catalog"):
+        raise ExpressionError(
+            f"table {node.sql('duckdb')} names a schema or database; write plain `events`",
+            _column_of(text, node.sql("duckdb")),
+        )
+    name = node.name.lower()
+    if name != "events" and name not in cte_names:
+        known = sorted({"events", *cte_names})
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else "; a rule query reads only `events` and its own CTEs"
+        raise ExpressionError(f"unknown table {node.name!r}{hint}", _column_of(text, node.name))
