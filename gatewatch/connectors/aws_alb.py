@@ -10,11 +10,9 @@ their quotes.
 from __future__ import annotations
 
 import polars as pl
-from pydantic import field_validator
 
 from gatewatch.connectors._json import EventSettings, build_events, finish
 from gatewatch.connectors._text import unescape_log_column
-from gatewatch.connectors._time import validate_timezone
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 
 # The fields of an ALB access-log entry, in order, as AWS names them. The
@@ -75,11 +73,6 @@ _PROCESSING_TIMES = ("request_processing_time", "target_processing_time", "respo
 
 class AwsAlbOptions(ConnectorOptions):
     """Options of the aws_alb connector; ALB times are always UTC."""
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        return validate_timezone(value)
 
 
 class AwsAlbConnector(Connector):

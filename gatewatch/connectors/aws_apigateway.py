@@ -12,7 +12,6 @@ import polars as pl
 from pydantic import Field, field_validator
 
 from gatewatch.connectors._json import VALUE_ROLES, EventSettings, build_events, finish, json_path, read_json_objects, text_at
-from gatewatch.connectors._time import validate_timezone
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 
 # Template key -> role, with the $context variable each key usually holds.
@@ -48,10 +47,6 @@ class AwsApiGatewayOptions(ConnectorOptions):
     # before the default keys of the same role.
     fields: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        return validate_timezone(value)
 
     @field_validator("fields")
     @classmethod

@@ -7,7 +7,6 @@ tools sometimes carry an ISO 8601 time instead, which is read as well.
 from __future__ import annotations
 
 import polars as pl
-from pydantic import field_validator
 
 from gatewatch.connectors._json import (
     EventSettings,
@@ -20,7 +19,6 @@ from gatewatch.connectors._json import (
     sql_string,
     text_at,
 )
-from gatewatch.connectors._time import validate_timezone
 from gatewatch.connectors._waf import classify_attack
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 
@@ -33,11 +31,6 @@ _COLUMN_HEADERS = ("host", "user-agent", "referer", "x-forwarded-for")
 
 class AwsWafOptions(ConnectorOptions):
     """Options of the aws_waf connector."""
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        return validate_timezone(value)
 
 
 class AwsWafConnector(Connector):

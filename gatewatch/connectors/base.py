@@ -9,6 +9,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gatewatch.connectors._http import parse_networks
+from gatewatch.connectors._time import validate_timezone
 from gatewatch.events import conform
 
 
@@ -23,6 +24,11 @@ class ConnectorOptions(BaseModel):
     # balancers. When set, client_ip is the right-most address of the
     # X-Forwarded-For chain (plus the connecting address) outside them.
     trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        return validate_timezone(value)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -10,7 +10,6 @@ a number or a string, so the form is detected per value.
 from __future__ import annotations
 
 import polars as pl
-from pydantic import field_validator
 
 from gatewatch.connectors._json import (
     EventSettings,
@@ -21,7 +20,6 @@ from gatewatch.connectors._json import (
     safe_header_map_json,
     text_at,
 )
-from gatewatch.connectors._time import validate_timezone
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 
 # Logpush field -> role, for the fields that fill one column each.
@@ -69,11 +67,6 @@ SOURCE_CLASSES: dict[str, str] = {
 
 class CloudflareOptions(ConnectorOptions):
     """Options of the cloudflare connector."""
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        return validate_timezone(value)
 
 
 def _first_set(*sql: str) -> str:

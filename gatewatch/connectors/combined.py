@@ -24,7 +24,7 @@ from gatewatch.connectors._http import (
     with_target_parts,
 )
 from gatewatch.connectors._text import json_object, unescape_log_column, unescape_log_text
-from gatewatch.connectors._time import describe_time_failure, parse_clf_time, validate_timezone
+from gatewatch.connectors._time import describe_time_failure, parse_clf_time
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 from gatewatch.events import PARSED_COLUMNS
 
@@ -149,10 +149,6 @@ class CombinedOptions(ConnectorOptions):
     # and the connecting address moves to extra.remote_addr.
     trusted_proxy_count: int = Field(default=0, ge=0)
 
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        return validate_timezone(value)
 
     @field_validator("trailing_fields")
     @classmethod

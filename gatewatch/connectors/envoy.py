@@ -34,7 +34,7 @@ from gatewatch.connectors._gateway import (
     with_trusted_client,
 )
 from gatewatch.connectors._http import null_if_dash, with_target_parts
-from gatewatch.connectors._time import describe_time_failure, parse_any_time, validate_timezone
+from gatewatch.connectors._time import describe_time_failure, parse_any_time
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 
 _TEXT_RE = (
@@ -98,10 +98,6 @@ class EnvoyOptions(ConnectorOptions):
     # "path" or "time".
     fields: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        return validate_timezone(value)
 
     @field_validator("fields")
     @classmethod

@@ -9,10 +9,8 @@ columns.
 from __future__ import annotations
 
 import polars as pl
-from pydantic import field_validator
 
 from gatewatch.connectors._json import EventSettings, build_events, finish, read_json_objects, text_at
-from gatewatch.connectors._time import validate_timezone
 from gatewatch.connectors._waf import classify_attack
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 
@@ -38,11 +36,6 @@ _PORT_SUFFIX_RE = r"^(?:(?P<v4>\d{1,3}(?:\.\d{1,3}){3}):\d+|\[(?P<v6>[^\]]*)\]:\
 
 class GcpLbOptions(ConnectorOptions):
     """Options of the gcp_lb connector."""
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        return validate_timezone(value)
 
 
 class GcpLbConnector(Connector):

@@ -21,7 +21,7 @@ from pydantic import Field, field_validator
 
 from gatewatch.connectors._gateway import json_members, with_client_address, with_credentials, with_trusted_client
 from gatewatch.connectors._http import null_if_dash, with_request_line, with_target_parts
-from gatewatch.connectors._time import describe_time_failure, parse_clf_time, validate_timezone
+from gatewatch.connectors._time import describe_time_failure, parse_clf_time
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 from gatewatch.connectors.combined import SYSLOG_PREFIX_RE
 
@@ -66,10 +66,6 @@ class HaproxyOptions(ConnectorOptions):
     # Names of the headers in the second {...} block ("capture response header").
     response_headers: list[str] = Field(default_factory=list)
 
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        return validate_timezone(value)
 
     @field_validator("request_headers", "response_headers")
     @classmethod

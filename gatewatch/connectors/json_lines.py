@@ -29,7 +29,6 @@ from gatewatch.connectors._json import (
     read_json_objects,
     text_at,
 )
-from gatewatch.connectors._time import validate_timezone
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 
 # Roles whose values are credentials: their members never stay in extra.
@@ -47,10 +46,6 @@ class JsonLinesOptions(ConnectorOptions):
     # epoch_us, epoch_ns or a strftime pattern such as "%Y-%m-%d %H:%M:%S".
     time_format: str = "auto"
 
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        return validate_timezone(value)
 
     @field_validator("time_format")
     @classmethod

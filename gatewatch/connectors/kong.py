@@ -22,7 +22,7 @@ from gatewatch.connectors._gateway import (
     with_trusted_client,
 )
 from gatewatch.connectors._http import null_if_dash, with_target_parts
-from gatewatch.connectors._time import describe_time_failure, parse_any_time, validate_timezone
+from gatewatch.connectors._time import describe_time_failure, parse_any_time
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -35,10 +35,6 @@ class KongOptions(ConnectorOptions):
     # in Kong's key-auth plugin (``key_names``, default ``apikey``).
     key_names: list[str] = Field(default_factory=lambda: ["apikey"])
 
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        return validate_timezone(value)
 
     @field_validator("key_names")
     @classmethod

@@ -21,7 +21,6 @@ tags). Authorization and API-key headers are stored only as a fingerprint.
 from __future__ import annotations
 
 import polars as pl
-from pydantic import field_validator
 
 from gatewatch.connectors._gateway import (
     canonical_json,
@@ -33,7 +32,7 @@ from gatewatch.connectors._gateway import (
     with_trusted_client,
 )
 from gatewatch.connectors._http import null_if_dash, with_request_line, with_target_parts
-from gatewatch.connectors._time import local_to_utc, parse_clf_time, validate_timezone
+from gatewatch.connectors._time import local_to_utc, parse_clf_time
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 
 BOUNDARY_RE = r"^--(?P<id>[0-9A-Za-z]+)-(?P<part>[A-Z])--\s*$"
@@ -113,11 +112,6 @@ _V3_MESSAGES_TYPE = pl.List(
 
 class ModsecurityOptions(ConnectorOptions):
     """Options of the modsecurity connector."""
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        return validate_timezone(value)
 
 
 class ModsecurityConnector(Connector):

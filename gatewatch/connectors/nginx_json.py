@@ -27,7 +27,7 @@ from gatewatch.connectors._http import (
     with_target_parts,
 )
 from gatewatch.connectors._text import json_object, repair_json_text
-from gatewatch.connectors._time import describe_time_failure, parse_any_time, validate_timezone
+from gatewatch.connectors._time import describe_time_failure, parse_any_time
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 from gatewatch.events import PARSED_COLUMNS
 
@@ -70,10 +70,6 @@ class NginxJsonOptions(ConnectorOptions):
     # and the connecting address moves to extra.remote_addr.
     trusted_proxy_count: int = Field(default=0, ge=0)
 
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        return validate_timezone(value)
 
     @field_validator("fields")
     @classmethod

@@ -15,7 +15,6 @@ working: the CRI prefix is removed first.
 from __future__ import annotations
 
 import polars as pl
-from pydantic import field_validator
 
 from gatewatch.connectors._gateway import (
     canonical_json,
@@ -31,7 +30,7 @@ from gatewatch.connectors._gateway import (
 )
 from gatewatch.connectors._http import null_if_dash, with_request_line, with_target_parts
 from gatewatch.connectors._text import unescape_log_column
-from gatewatch.connectors._time import describe_time_failure, parse_any_time, validate_timezone
+from gatewatch.connectors._time import describe_time_failure, parse_any_time
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 
 _QUOTED = r'(?:[^"\\]|\\.)*'
@@ -60,11 +59,6 @@ _CONSUMED_KEYS = [
 
 class TraefikOptions(ConnectorOptions):
     """Options of the traefik connector."""
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        return validate_timezone(value)
 
 
 class TraefikConnector(Connector):
