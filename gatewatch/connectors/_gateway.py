@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 
 import polars as pl
 
@@ -62,6 +63,34 @@ def canonical_json(frame: pl.DataFrame, text: str) -> pl.Series:
     return pl.DataFrame({"json": canonical}).select(
         pl.when(pl.col("json").str.starts_with("{")).then(pl.col("json"))
     ).to_series()
+
+
+def read_text_or_json(
+    lines: pl.DataFrame,
+    read_text: Callable[[pl.DataFrame], pl.DataFrame],
+    read_json: Callable[[pl.DataFrame], pl.DataFrame],
+) -> pl.DataFrame:
+    """Read each line with ``read_text`` or, when it is a JSON object, ``read_json``.
+
+    A runtime prefix (CRI) is removed first. Each reader gets only its own
+    lines, as a frame with ``_row``, ``offset``, ``line``, ``_body``,
+    ``_cri`` and ``_json``, and returns one row of fields per line. The
+    result has ``_row``, ``offset`` and ``line`` plus those fields, in line order.
+    """
+    frame = lines.select(pl.col("offset").cast(pl.Int64), pl.col("line").cast(pl.String)).with_row_index("_row")
+    body, has_cri = strip_cri_prefix(pl.col("line"))
+    frame = frame.with_columns(_body=body, _cri=has_cri)
+    frame = frame.with_columns(_json=canonical_json(frame, "_body"))
+    is_json = frame["_json"].is_not_null()
+    text_lines = frame.filter(~is_json)
+    json_lines = frame.filter(is_json)
+    return pl.concat(
+        [
+            text_lines.select("_row", "offset", "line").hstack(read_text(text_lines)),
+            json_lines.select("_row", "offset", "line").hstack(read_json(json_lines)),
+        ],
+        how="vertical_relaxed",
+    ).sort("_row")
 
 
 def decode_json(texts: pl.Series, dtype: pl.Struct) -> pl.Series:

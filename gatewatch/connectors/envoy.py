@@ -22,13 +22,12 @@ from pydantic import Field, field_validator
 
 from gatewatch.connectors._frames import overwrite_rows
 from gatewatch.connectors._gateway import (
-    canonical_json,
     decode_json,
     json_members,
     merge_json_objects,
+    read_text_or_json,
     remove_members,
     string_struct,
-    strip_cri_prefix,
     with_client_address,
     with_credentials,
     with_trusted_client,
@@ -124,22 +123,7 @@ class EnvoyConnector(Connector):
                       for role, keys in _JSON_KEYS.items()}
 
     def parse(self, lines: pl.DataFrame) -> ParseResult:
-        frame = lines.select(pl.col("offset").cast(pl.Int64), pl.col("line").cast(pl.String)).with_row_index("_row")
-        body, has_cri = strip_cri_prefix(pl.col("line"))
-        frame = frame.with_columns(_body=body, _cri=has_cri)
-        frame = frame.with_columns(_json=canonical_json(frame, "_body"))
-        is_json = frame["_json"].is_not_null()
-
-        # Each reader gets only its own lines; the rows are put back in line order.
-        text_lines = frame.filter(~is_json)
-        json_lines = frame.filter(is_json)
-        fields = pl.concat(
-            [
-                text_lines.select("_row", "offset", "line").hstack(self._read_text(text_lines)),
-                json_lines.select("_row", "offset", "line").hstack(self._read_json(json_lines)),
-            ],
-            how="vertical_relaxed",
-        ).sort("_row")
+        fields = read_text_or_json(lines, self._read_text, self._read_json)
 
         matched = fields.filter(pl.col("_matched"))
         unmatched = fields.filter(~pl.col("_matched")).select(
