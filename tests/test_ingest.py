@@ -12,7 +12,7 @@ import pytest
 from gatewatch.connectors.base import REJECT_SCHEMA, Connector, ParseResult
 from gatewatch.errors import SourceError
 from gatewatch.events import conform
-from gatewatch.ingest import ingest_source, split_lines
+from gatewatch.ingest import ingest_source, read_chunks, split_lines
 
 
 class SimpleConnector(Connector):
@@ -155,6 +155,29 @@ def test_ingest_small_chunks_give_same_events(store, tmp_path):
     report = ingest(store, tmp_path, chunk_bytes=100)
     assert report.events == 60
     assert len({row[2] for row in stored(store)}) == 60
+
+
+@pytest.mark.parametrize("chunk_bytes", [7, 30, 1000])
+def test_read_chunks_line_limit(tmp_path, chunk_bytes):
+    log = tmp_path / "access.log"
+    text = b"".join(b"line %d\n" % i for i in range(25)) + b"partial"
+    log.write_bytes(text)
+    chunks = list(read_chunks(log, 0, False, chunk_bytes, chunk_lines=4))
+    assert b"".join(chunk for chunk, _ in chunks) == text[: text.rindex(b"\n") + 1]
+    assert all(chunk.count(b"\n") <= 4 for chunk, _ in chunks)
+    assert all(chunk.endswith(b"\n") for chunk, _ in chunks)
+    assert [offset for _, offset in chunks] == [text.index(chunk) for chunk, _ in chunks]
+    if chunk_bytes == 1000:
+        assert [chunk.count(b"\n") for chunk, _ in chunks] == [4, 4, 4, 4, 4, 4, 1]
+
+
+def test_read_chunks_long_line_whole(tmp_path):
+    log = tmp_path / "access.log"
+    text = b"short\n" + b"x" * 50 + b"\nend\n"
+    log.write_bytes(text)
+    chunks = [chunk for chunk, _ in read_chunks(log, 0, False, 8, chunk_lines=100)]
+    assert b"".join(chunks) == text
+    assert any(chunk.startswith(b"x" * 50 + b"\n") for chunk in chunks)
 
 
 def test_ingest_missing_path_raises_clear_error(store, tmp_path):
