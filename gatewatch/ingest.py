@@ -16,12 +16,14 @@ import hashlib
 import os
 import struct
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from gatewatch.connectors.base import Connector
 from gatewatch.errors import SourceError
@@ -173,8 +175,8 @@ def ingest_file(
 
     file = _OpenFile(store, source, format_name, connector, path, stat, head)
     try:
-        for chunk, chunk_offset in read_chunks(path, start, compressed, chunk_bytes):
-            checkpoint = _ingest_chunk(file, chunk, chunk_offset, checkpoint, report)
+        for parsed in _parse_ahead(file, read_chunks(path, start, compressed, chunk_bytes)):
+            checkpoint = _store_chunk(file, parsed, checkpoint, report)
     except (OSError, EOFError) as exc:
         # Chunks before the fault are committed; the next run retries from there.
         raise SourceError(f"reading stopped at a damaged or unreadable part: {exc}", path) from None
@@ -194,30 +196,67 @@ class _OpenFile:
     head: bytes
 
 
-def _ingest_chunk(
-    file: _OpenFile, chunk: bytes, chunk_offset: int, previous: Checkpoint | None, report: FileReport
-) -> Checkpoint:
-    """Parse one chunk and commit its events, rejects and the file's new offset together."""
+@dataclass
+class _ParsedChunk:
+    """One chunk's events and rejects, ready to be stored."""
+
+    offset: int
+    size: int
+    lines: int
+    events: pl.DataFrame
+    rejects: pl.DataFrame
+
+
+def _parse_chunk(file: _OpenFile, chunk: bytes, chunk_offset: int) -> _ParsedChunk:
     lines = split_lines(chunk, chunk_offset)
     result = file.connector.parse(lines)
-    events = add_lineage(result.events, file.source, file.format_name, str(file.path))
-    rejects = add_lineage(result.rejects, file.source, file.format_name, str(file.path))
-    end_offset = chunk_offset + len(chunk)
+    return _ParsedChunk(
+        offset=chunk_offset,
+        size=len(chunk),
+        lines=lines.height,
+        events=add_lineage(result.events, file.source, file.format_name, str(file.path)),
+        rejects=add_lineage(result.rejects, file.source, file.format_name, str(file.path)),
+    )
+
+
+def _parse_ahead(file: _OpenFile, chunks: Iterator[tuple[bytes, int]]) -> Iterator[_ParsedChunk]:
+    """Yield the parsed chunks in file order, parsing the next one while the caller stores this one.
+
+    polars and DuckDB release the GIL, so a worker thread parsing chunk N+1
+    runs beside the insert and commit of chunk N. Commits still happen one
+    chunk at a time, in order, in the caller's thread; at most two parsed
+    chunks are held in memory.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gatewatch-parse") as pool:
+        pending: Future[_ParsedChunk] | None = None
+        for chunk, chunk_offset in chunks:
+            upcoming = pool.submit(_parse_chunk, file, chunk, chunk_offset)
+            if pending is not None:
+                yield pending.result()
+            pending = upcoming
+        if pending is not None:
+            yield pending.result()
+
+
+def _store_chunk(file: _OpenFile, parsed: _ParsedChunk, previous: Checkpoint | None, report: FileReport) -> Checkpoint:
+    """Commit one chunk's events, rejects and the file's new offset together."""
+    events = parsed.events
+    end_offset = parsed.offset + parsed.size
     clock_limit = utc_now() + MAX_CLOCK_SKEW
     dated = events.filter(pl.col("ts") <= clock_limit)
     store = file.store
     with store.transaction():
         store.insert_frame("events", events)
-        store.insert_frame("rejects", rejects)
+        store.insert_frame("rejects", parsed.rejects)
         if dated.height:
             store.update_source_state(file.source, dated["ts"].min(), dated["ts"].max())
         checkpoint = _save_checkpoint(
             store, file.source, file.head, file.path, file.stat, end_offset, previous, commit=False
         )
-    report.lines += lines.height
+    report.lines += parsed.lines
     report.events += events.height
-    report.rejects += rejects.height
-    report.bytes_read += len(chunk)
+    report.rejects += parsed.rejects.height
+    report.bytes_read += parsed.size
     report.future += events.height - dated.height
     return checkpoint
 
@@ -375,13 +414,31 @@ def split_lines(chunk: bytes, base_offset: int) -> pl.DataFrame:
     if not chunk.endswith(b"\n"):
         newlines = np.append(newlines, len(chunk))
     starts = np.concatenate(([0], newlines[:-1] + 1)).astype(np.int64) + base_offset
-    text = chunk.decode("utf-8", "backslashreplace")
-    if text.endswith("\n"):
-        text = text[:-1]
-    lines = pl.Series("line", [text]).str.split("\n").explode()
+    if _is_utf8(chunk):
+        # The chunk is already the text: Arrow reads it in place, with one
+        # string per line ending in its newline.
+        bounds = np.concatenate(([0], newlines + 1)).astype(np.int64)
+        bounds[-1] = min(bounds[-1], len(chunk))
+        array = pa.LargeStringArray.from_buffers(len(newlines), pa.py_buffer(bounds), pa.py_buffer(chunk))
+        lines = pl.Series("line", pl.from_arrow(array)).str.strip_suffix("\n")
+    else:
+        text = chunk.decode("utf-8", "backslashreplace")
+        if text.endswith("\n"):
+            text = text[:-1]
+        lines = pl.Series("line", [text]).str.split("\n").explode()
     frame = pl.DataFrame({"line": lines, "offset": pl.Series("offset", starts)})
     frame = frame.with_columns(pl.col("line").str.strip_suffix("\r"))
     return frame.filter(pl.col("line").str.strip_chars() != "")
+
+
+def _is_utf8(chunk: bytes) -> bool:
+    if chunk.isascii():
+        return True
+    try:
+        chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def add_lineage(frame: pl.DataFrame, source: str, format_name: str, path: str) -> pl.DataFrame:
