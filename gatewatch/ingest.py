@@ -40,8 +40,9 @@ READ_BYTES = 4 * 1024 * 1024
 # Lines parsed and committed per transaction at most: DuckDB's row group size
 # (122,880 rows). A chunk that leaves a partly filled row group behind in
 # every transaction makes DuckDB's next checkpoint merge all of those row
-# groups at once (its vacuum step), which held the whole un-checkpointed
-# table in memory: 3.7 GB for 10M lines. Whole row groups need no merge.
+# groups at once (its vacuum step). That merge held the whole
+# un-checkpointed table in memory, 3.7 GB for 10M lines (DuckDB 2.0.1).
+# Whole row groups need no merge.
 CHUNK_LINES = 122_880
 # Events dated further ahead of this machine's clock are stored but do not
 # move the watermark: one bad timestamp in 2100 must not close every window
@@ -355,7 +356,7 @@ def read_chunks(
 ) -> Iterator[tuple[bytes, int]]:
     """Yield (bytes, offset) chunks of whole lines from ``start`` on.
 
-    A chunk holds ``chunk_lines`` lines, or fewer when they would take more
+    A chunk contains ``chunk_lines`` lines, or fewer when they would take more
     than ``chunk_bytes`` (only a single longer line makes a larger chunk)
     or the file ends. A last line without a newline is held back until it
     is complete, except in compressed files, which are finished rotations.
