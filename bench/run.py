@@ -565,7 +565,10 @@ def machine_info() -> dict:
                 break
     with open("/proc/meminfo") as meminfo:
         total_kb = int(next(line for line in meminfo if line.startswith("MemTotal")).split()[1])
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True).stdout.strip()
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""  # no git on this machine
     return {
         "cpu_model": model,
         "cores": os.cpu_count(),
