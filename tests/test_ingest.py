@@ -201,6 +201,43 @@ def test_split_lines_crlf_and_blank(tmp_path):
     assert frame["offset"].to_list() == [100, 104]
 
 
+@pytest.mark.parametrize(
+    ("chunk", "lines", "offsets"),
+    [
+        ("caf\u00e9 \u00fc\n  \nx\r\n".encode(), ["caf\u00e9 \u00fc", "x"], [0, 12]),
+        (b"bad \xff\xfe byte\nok\n", ["bad \\xff\\xfe byte", "ok"], [0, 12]),
+        (b"no newline at end", ["no newline at end"], [0]),
+        (b"\n\n", [], []),
+    ],
+)
+def test_split_lines_encodings(chunk, lines, offsets):
+    frame = split_lines(chunk, 0)
+    assert frame["line"].to_list() == lines
+    assert frame["offset"].to_list() == offsets
+
+
+class FailingConnector(SimpleConnector):
+    """SimpleConnector that raises on a chunk containing the path /boom."""
+
+    def parse(self, lines: pl.DataFrame) -> ParseResult:
+        if lines["line"].str.contains("/boom", literal=True).any():
+            raise ValueError("parser failure on /boom")
+        return super().parse(lines)
+
+
+def test_ingest_parse_failure_keeps_earlier_chunks(store, tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text("".join(line(s, f"/p{s}") for s in range(10)) + line(10, "/boom") + line(11, "/after"))
+    with pytest.raises(ValueError, match="/boom"):
+        ingest_source(store, "web", "simple", FailingConnector(), [str(log)], 100)
+    committed = count(store)
+    assert 0 < committed < 12
+    report = ingest(store, tmp_path, chunk_bytes=100)
+    assert report.events == 12 - committed
+    assert count(store) == 12
+    assert len({row[2] for row in stored(store)}) == 12
+
+
 def test_ingest_damaged_gzip_keeps_other_files(store, tmp_path):
     (tmp_path / "access.log.2.gz").write_bytes(gzip.compress((line(1) + line(2)).encode())[:-12] + b"garbage!")
     (tmp_path / "access.log").write_text(line(3))
