@@ -11,15 +11,12 @@ Exit codes:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import sys
+import zoneinfo
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,7 +35,11 @@ from gatewatch.errors import GatewatchError
 from gatewatch.notify import load_alert
 from gatewatch.notify.escape import make_visible
 from gatewatch.notify.terminal import render_alert
-from gatewatch.runner import RunLocked, TickReport, ingest_all, run_lock, run_tick
+from gatewatch.ingest import SourceReport
+from gatewatch.locking import DatabaseBusy, open_with_wait
+from gatewatch.output import OutputFormat, QueryFormat, write_parquet, write_rows
+from gatewatch.query import DEFAULT_WAIT, VIEWS, busy_hint, describe_failure, read_only_connection
+from gatewatch.runner import RunLocked, TickReport, ingest_all, open_store, run_lock, run_tick
 from gatewatch.store import Store
 
 EXIT_OK = 0
@@ -58,8 +59,10 @@ app = typer.Typer(
 )
 rules_app = typer.Typer(help="List, check and test detection rules.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Inspect stored alerts.", no_args_is_help=True)
+sources_app = typer.Typer(help="Check log files against a format before adding a source.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(sources_app, name="sources")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -73,12 +76,12 @@ ConfigOption = Annotated[
         help="Path of the config file (YAML). Relative paths inside it are read from its folder.",
     ),
 ]
-
-
-class OutputFormat(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
+WaitOption = Annotated[
+    float,
+    typer.Option(
+        "--wait", min=0, help="Seconds to wait while `gatewatch serve` or a run has the database open for writing."
+    ),
+]
 
 
 def first_line(error: Exception) -> str:
@@ -109,7 +112,9 @@ def read_only_store(config: Path) -> Iterator[Store]:
     if not database.exists():
         raise fail(f"{database}: database not found; run `gatewatch run --once` first")
     try:
-        store = Store(database, read_only=True)
+        store = open_with_wait(lambda: Store(database, read_only=True), DEFAULT_WAIT, what=str(database))
+    except DatabaseBusy as exc:
+        raise fail(f"{exc}; {busy_hint(DEFAULT_WAIT)}") from None
     except GatewatchError as exc:
         raise fail(exc) from None
     with store:
@@ -119,6 +124,14 @@ def read_only_store(config: Path) -> Iterator[Store]:
 def print_errors(errors: list[GatewatchError]) -> None:
     for error in errors:
         err.print(Text(f"error: {make_visible(str(error))}"))
+
+
+def print_format_choices(reports: list[SourceReport]) -> None:
+    """Print the formats that `format: auto` chose in this run, with the reason."""
+    for source in reports:
+        for file in source.files:
+            if file.format_note:
+                err.print(Text(f"{source.source}: {make_visible(file.path)}: {file.format_note}"))
 
 
 def print_summary(report: TickReport) -> None:
@@ -133,24 +146,63 @@ def print_summary(report: TickReport) -> None:
     )
 
 
+class LogLevel(str, Enum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+LogLevelOption = Annotated[
+    LogLevel | None,
+    typer.Option("--log-level", help="Log records from this level up go to stderr (debug, info, warning, error)."),
+]
+
+
 @app.command()
 def run(
     config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
     once: Annotated[bool, typer.Option("--once", help="Run one tick (ingest, evaluate, deliver) and exit; for cron.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print the tick summary even when nothing happened.")] = False,
+    log_level: LogLevelOption = None,
 ) -> None:
     """Ingest new log lines, evaluate the rules and deliver alerts.
 
-    With --once, run one tick and exit. Without it, run a tick every
-    `schedule.every` of the config until stopped with Ctrl-C or SIGTERM.
+    With --once, run one tick and exit, printing nothing when nothing
+    happened. Without it, run as `gatewatch serve` does.
     """
     settings = read_config(config)
     if not once:
-        from gatewatch.scheduler import serve
-
-        serve(settings, lambda: _tick(settings, verbose))
+        _serve(settings, log_level or LogLevel.info)
         return
+    from gatewatch.scheduler import configure_logging
+
+    # Steps log at INFO; a cron run stays silent unless asked, because cron
+    # mails whatever a job prints. Errors are printed below either way.
+    configure_logging((log_level or LogLevel.error).value)
     raise typer.Exit(_tick(settings, verbose))
+
+
+@app.command()
+def serve(
+    config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
+    log_level: LogLevelOption = None,
+) -> None:
+    """Run as a service: ingest, evaluate and deliver on their schedules until SIGTERM or Ctrl-C.
+
+    Each source is ingested every `schedule.every` (or its entry in
+    `schedule.sources`), each rule is evaluated at the interval of its `every`, and
+    alerts are delivered every `schedule.deliver_every`. Logs go to stderr,
+    one line per step. `gatewatch query` works while it runs.
+    """
+    _serve(read_config(config), log_level or LogLevel.info)
+
+
+def _serve(settings: Config, log_level: LogLevel) -> None:
+    from gatewatch.scheduler import configure_logging, serve as serve_daemon
+
+    configure_logging(log_level.value)
+    serve_daemon(settings, out)
 
 
 def _tick(settings: Config, verbose: bool) -> int:
@@ -161,12 +213,16 @@ def _tick(settings: Config, verbose: bool) -> int:
     except RunLocked as exc:
         err.print(Text(str(exc)))
         return EXIT_OK
+    except DatabaseBusy as exc:
+        err.print(Text(f"error: {exc}; this run did nothing, the next run tries again"))
+        return EXIT_FAILED
     except GatewatchError as exc:
         print_errors([exc])
         return EXIT_FAILED
+    print_format_choices(report.sources)
     print_errors(report.errors)
-    happened = report.lines or report.alerts or report.errors or (report.delivery and report.delivery.sent)
-    if verbose or happened:
+    # Cron mails whatever a job prints, so reading lines alone prints nothing.
+    if verbose or report.alerts or report.errors:
         print_summary(report)
     return EXIT_PARTIAL if report.errors else EXIT_OK
 
@@ -177,7 +233,7 @@ def ingest(config: ConfigOption = Path(DEFAULT_CONFIG_NAME)) -> None:
     settings = read_config(config)
     database = settings.resolve(settings.database)
     try:
-        with run_lock(database), Store(database) as store:
+        with run_lock(database), open_store(settings) as store:
             reports, errors = ingest_all(settings, store)
     except RunLocked as exc:
         err.print(Text(str(exc)))
@@ -186,6 +242,7 @@ def ingest(config: ConfigOption = Path(DEFAULT_CONFIG_NAME)) -> None:
         raise fail(exc) from None
     for result in reports:
         out.print(Text(f"{result.source}: {result.lines} lines, {result.events} events, {result.rejects} rejected"))
+    print_format_choices(reports)
     print_errors(errors)
     raise typer.Exit(EXIT_PARTIAL if errors else EXIT_OK)
 
@@ -256,71 +313,193 @@ def rules_test(paths: RulePaths = None, config: ConfigOption = Path(DEFAULT_CONF
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help="SQL to run, such as \"SELECT client_ip, count(*) FROM events GROUP BY 1\".")],
+    sql: Annotated[
+        str | None,
+        typer.Argument(help="SQL to run, such as \"SELECT client_ip, count(*) FROM events GROUP BY 1\"."),
+    ] = None,
     config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
-    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table, csv or json.")] = OutputFormat.table,
+    output_format: Annotated[
+        QueryFormat, typer.Option("--format", "-f", help="Output format: table, csv, json or parquet (parquet needs --output).")
+    ] = QueryFormat.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the result to this file instead of stdout (csv, json, parquet).")
+    ] = None,
+    views: Annotated[bool, typer.Option("--views", help="List the built-in views and exit.")] = False,
+    wait: WaitOption = 10.0,
 ) -> None:
-    """Run a read-only SQL query over the database (tables: events, rejects, alerts, outbox)."""
-    with read_only_store(config) as store:
-        try:
-            if not sql.strip():
-                raise fail("the SQL is empty; pass a query such as \"SELECT count(*) FROM events\"")
-            cursor = store.con.execute(sql)
+    """Run a read-only SQL query over the database.
+
+    Tables: events, rejects, alerts, outbox, step_state; views: see --views.
+    Works while `gatewatch serve` runs: the query waits up to --wait seconds
+    for a running step to release the database.
+    """
+    if views:
+        print_views()
+        return
+    if sql is None or not sql.strip():
+        raise fail("the SQL is empty; pass a query such as \"SELECT count(*) FROM events\", or --views")
+    if output_format is QueryFormat.parquet and output is None:
+        raise fail("--format parquet writes a binary file; pass --output FILE.parquet")
+    if output is not None and output_format is QueryFormat.table:
+        raise fail("--output writes csv, json or parquet; pass --format csv, json or parquet")
+    database = database_of(config)
+    try:
+        with read_only_connection(database, timedelta(seconds=wait)) as con:
+            if output_format is QueryFormat.parquet:
+                assert output is not None
+                relation = con.sql(sql)
+                if relation is None:
+                    raise fail("the statement returned no rows to write; pass a SELECT")
+                count = write_parquet(relation, output)
+                err.print(Text(f"wrote {count} rows to {output}"))
+                return
+            cursor = con.execute(sql)
             columns = [d[0] for d in cursor.description] if cursor.description else []
             rows = cursor.fetchall() if columns else []
-        except duckdb.Error as exc:
-            raise fail(f"query failed: {first_line(exc)}") from None
-    write_rows(columns, rows, output)
+    except DatabaseBusy as exc:
+        raise fail(f"{exc}; {busy_hint(timedelta(seconds=wait))}") from None
+    except GatewatchError as exc:
+        raise fail(exc) from None
+    except duckdb.Error as exc:
+        raise fail(f"query failed: {describe_failure(exc)}") from None
+    except OSError as exc:
+        raise fail(f"{output}: cannot write the file: {exc.strerror}") from None
+    if output is None:
+        write_rows(columns, rows, output_format, sys.stdout, out)
+        return
+    try:
+        with output.open("w", encoding="utf-8", newline="") as stream:
+            write_rows(columns, rows, output_format, stream, out)
+    except OSError as exc:
+        raise fail(f"{output}: cannot write the file: {exc.strerror}") from None
+    err.print(Text(f"wrote {len(rows)} rows to {output}"))
 
 
-def write_rows(columns: list[str], rows: list[tuple], output: OutputFormat) -> None:
-    """Print rows as a table, CSV or JSON; table cells show hidden characters as escapes."""
-    if output is OutputFormat.json:
-        records = [dict(zip(columns, row)) for row in rows]
-        records = [{k: _finite(v) for k, v in record.items()} for record in records]
-        sys.stdout.write(json.dumps(records, default=_json_default, ensure_ascii=False, indent=1) + "\n")
-        return
-    if output is OutputFormat.csv:
-        # On a terminal, log content must not move the cursor or recolour
-        # the screen; piped CSV keeps the values byte for byte.
-        clean = make_visible if sys.stdout.isatty() else _as_cell
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow([clean(c) for c in columns])
-        writer.writerows([[clean(v) for v in row] for row in rows])
-        sys.stdout.write(buffer.getvalue())
-        return
-    # Every column but the last keeps its values on one line; the last
-    # (often a summary or a long path) wraps in the remaining width.
-    table = Table(box=None)
-    for index, column in enumerate(columns):
-        table.add_column(make_visible(column), no_wrap=index < len(columns) - 1)
-    for row in rows:
-        table.add_row(*[Text("" if v is None else make_visible(v)) for v in row])
+def print_views() -> None:
+    table = Table("view", "what it shows", box=None)
+    for view in VIEWS:
+        table.add_row(view.name, view.description)
     out.print(table)
 
 
-def _as_cell(value: Any) -> Any:
-    return "" if value is None else value
+def database_of(config: Path) -> Path:
+    settings = read_config(config)
+    return settings.resolve(settings.database)
 
 
-def _finite(value: Any) -> Any:
-    """Return None for NaN and infinities, which JSON cannot represent."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+@app.command()
+def shell(
+    config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
+    wait: WaitOption = 10.0,
+) -> None:
+    """Open an interactive read-only SQL prompt with history; end statements with ';'.
+
+    Each statement opens the database for its own length, so it works while
+    `gatewatch serve` runs. Reads statements from stdin when it is not a terminal.
+    """
+    from gatewatch.shell import QueryShell
+
+    database = database_of(config)
+    if not database.exists():
+        raise fail(f"{database}: database not found; run `gatewatch run --once` first")
+    QueryShell(database, timedelta(seconds=wait), out, err).run()
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, (bytes, bytearray)):
-        return value.hex()
-    if isinstance(value, Decimal):
-        return float(value)
-    return str(value)
+@app.command()
+def status(
+    config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
+    output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format: table or json.")] = OutputFormat.table,
+    wait: WaitOption = 10.0,
+) -> None:
+    """Show the last run per source and rule, the lag behind the newest event, rejects and the outbox backlog.
+
+    Exit 3 when the last run of a source, rule or delivery failed.
+    """
+    from gatewatch.status import collect_status
+
+    settings = read_config(config)
+    database = settings.resolve(settings.database)
+    try:
+        with read_only_connection(database, timedelta(seconds=wait)) as con:
+            state = collect_status(con, settings, database)
+    except DatabaseBusy as exc:
+        raise fail(f"{exc}; {busy_hint(timedelta(seconds=wait))}") from None
+    except GatewatchError as exc:
+        raise fail(exc) from None
+    except duckdb.Error as exc:
+        raise fail(f"reading the status failed: {first_line(exc)}") from None
+    if output_format is OutputFormat.json:
+        write_status_json(state)
+    elif output_format is OutputFormat.table:
+        print_status(state, database)
+    else:
+        raise fail("status is printed as table or json; pass --format table or --format json")
+    raise typer.Exit(EXIT_PARTIAL if state.failing else EXIT_OK)
+
+
+def write_status_json(state) -> None:
+    from dataclasses import asdict
+
+    from gatewatch.output import json_default
+
+    document = asdict(state)
+    document["failing"] = state.failing
+    sys.stdout.write(json.dumps(document, default=json_default, ensure_ascii=False, indent=1) + "\n")
+
+
+def print_status(state, database: Path) -> None:
+    from gatewatch.status import format_age
+
+    def ago(moment) -> str:
+        return "never" if moment is None else f"{format_age(state.checked_at - moment)} ago"
+
+    def cell(value) -> Text:
+        return Text("-" if value is None else make_visible(value))
+
+    daemon = f"running (pid {state.running_pid})" if state.running_pid else "not running"
+    if state.running_pid == 0:
+        daemon = "running (pid unknown)"
+    out.print(Text(f"database {make_visible(database)}; a gatewatch run or serve is {daemon}"))
+
+    for row in state.sources:
+        out.print(Text(
+            f"source {make_visible(row['source'])}: last run {ago(row['last_run'])}; "
+            f"{row['lines'] or 0} lines, {row['events'] or 0} events, {row['rejects_last_run'] or 0} rejected "
+            f"({row['rejects_24h']} rejected in 24h); newest event {cell(row['newest_event'])}, "
+            f"lag {format_age(row['lag'])}"
+        ))
+        if row["error"]:
+            out.print(Text(f"  last error: {make_visible(row['error'])}"))
+
+    rules = Table("rule", "last run", "evaluated to", "alerts", "alerts total", box=None)
+    for row in state.rules:
+        rules.add_row(
+            cell(row["rule_id"]), ago(row["last_run"]), cell(row["evaluated_to"]),
+            cell(row["alerts_last_run"]), cell(row["alerts_total"]),
+        )
+    out.print(rules)
+    for row in state.rules:
+        if row["error"]:
+            out.print(Text(f"rule {make_visible(row['rule_id'])} last error: {make_visible(row['error'])}"))
+
+    if state.delivery is None:
+        out.print(Text("delivery: never ran"))
+    else:
+        delivery = state.delivery
+        out.print(Text(
+            f"delivery: last run {ago(delivery['last_run'])}, {delivery['sent']} sent, {delivery['failed']} failed"
+            + (f"; error: {make_visible(delivery['error'])}" if delivery["error"] else "")
+        ))
+    outbox = Table("notifier", "backlog", "sent", "oldest unsent", box=None)
+    for row in state.outbox:
+        outbox.add_row(
+            cell(row["notifier"]), cell(row["backlog"]), cell(row["sent"]),
+            "-" if row["oldest_unsent"] is None else ago(row["oldest_unsent"]),
+        )
+    out.print(outbox)
+    for row in state.outbox:
+        if row["last_error"]:
+            out.print(Text(f"notifier {make_visible(row['notifier'])} last error: {make_visible(row['last_error'])}"))
 
 
 @alerts_app.command("list")
@@ -344,7 +523,7 @@ def alerts_list(
             rows = cursor.fetchall()
         except duckdb.Error as exc:
             raise fail(f"listing alerts failed: {first_line(exc)}") from None
-    write_rows(columns, rows, output)
+    write_rows(columns, rows, output, sys.stdout, out)
 
 
 @alerts_app.command("show")
@@ -364,6 +543,57 @@ def alerts_show(
     out.print(render_alert(alert))
     out.print(Text("query to reproduce (run with `gatewatch query`):", style="bold"))
     out.print(Text(make_visible(query)))
+
+
+@sources_app.command("test")
+def sources_test(
+    file: Annotated[Path, typer.Argument(help="A log file; .gz and .zst files are decompressed.")],
+    format_name: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f",
+            help="Format name to parse with; default: the format of --source, else the one `format: auto` chooses.",
+        ),
+    ] = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="Number of lines to read from the start of the file.")] = 1000,
+    rows: Annotated[int, typer.Option("--rows", min=0, help="Number of parsed rows and rejects to show.")] = 5,
+    timezone: Annotated[
+        str | None,
+        typer.Option("--timezone", help="IANA zone of timestamps written without an offset; default: the source's, else UTC."),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", "-s", help="Take the format, options and time zone of this source in the config."),
+    ] = None,
+    config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
+) -> None:
+    """Parse the first lines of FILE and show rows, rejects and per-column fill rates.
+
+    Also ranks every format as `format: auto` does. Exit 1 when no line
+    parses as an event.
+    """
+    from gatewatch.preview import preview_source, render_preview
+
+    options: dict[str, Any] = {}
+    if source is not None:
+        settings = read_config(config)
+        matches = [s for s in settings.sources if s.name == source]
+        if not matches:
+            names = ", ".join(repr(s.name) for s in settings.sources) or "none"
+            raise fail(f"{config}: no source named {source!r}; sources in the file: {names}")
+        format_name = format_name or matches[0].format
+        timezone = timezone or matches[0].timezone
+        options = matches[0].options
+    timezone = timezone or "UTC"
+    if timezone != "UTC" and timezone not in zoneinfo.available_timezones():
+        raise fail(f"unknown time zone {timezone!r}; use an IANA name such as 'Europe/Berlin'")
+    try:
+        preview = preview_source(file, format_name, lines, options=options, timezone=timezone)
+    except GatewatchError as exc:
+        raise fail(exc) from None
+    for renderable in render_preview(preview, rows):
+        out.print(renderable)
+    raise typer.Exit(EXIT_OK if preview.events.height else EXIT_FAILED)
 
 
 @app.command()

@@ -13,38 +13,87 @@ import zoneinfo
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gatewatch.duration import parse_duration
 from gatewatch.errors import ConfigError, GatewatchError
-from gatewatch.notify import SlackNotifierConfig, TerminalNotifierConfig
+from gatewatch.notify import NotifierConfig, TerminalNotifierConfig
 from gatewatch.yamlsource import YamlDocument, load_yaml, raise_validation_error
 
 DEFAULT_CONFIG_NAME = "gatewatch.yaml"
 BUILTIN_RULES = "builtin"
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-NotifierConfig = Annotated[
-    Union[TerminalNotifierConfig, SlackNotifierConfig], Field(discriminator="type")
-]
 
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+S3_SCHEME = "s3://"
+
+
+class S3Options(StrictModel):
+    """How to reach the S3 bucket of a source whose path is ``s3://bucket/prefix/``.
+
+    Credentials come from the standard AWS chain: environment variables,
+    the shared credentials and config files, then instance or container roles.
+    """
+
+    # AWS region of the bucket; unset: the region of the AWS profile or environment.
+    region: str | None = None
+    # An S3-compatible endpoint such as MinIO, e.g. http://127.0.0.1:9000; unset: AWS.
+    endpoint_url: str | None = None
+    # A profile of the shared AWS config files; unset: AWS_PROFILE or the default chain.
+    profile: str | None = None
+    # `path` for servers that do not serve bucket names as host names (most MinIO setups).
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # List only keys after this one, to skip history older than the first run.
+    start_after: str | None = None
+    # Stop listing a leaf folder (a key prefix ending in `/` without
+    # subfolders) once every object in it is read and its newest object is
+    # this old. Unset: every run lists every key under the prefix.
+    settled_after: Duration | None = None
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("endpoint_url must start with http:// or https://, such as http://127.0.0.1:9000")
+        return value
+
+
 class SourceConfig(StrictModel):
-    """One log source: a named set of files in one format."""
+    """One log source: a named set of files or S3 objects in one format."""
 
     name: str = Field(min_length=1)
+    # A connector name, or `auto` to choose one per file from its first lines.
     format: str
-    # A file, a directory (every file in it) or a glob; several as a list.
+    # A file, a directory (every file in it), a glob or an s3://bucket/prefix/; several as a list.
     path: str | list[str]
     timezone: str = "UTC"
     # Connector-specific options, checked against the connector's own model.
     options: dict[str, Any] = Field(default_factory=dict)
+    # Connection settings of an S3 source; optional, because the defaults use the AWS chain.
+    s3: S3Options | None = None
+
+    @model_validator(mode="after")
+    def _s3_paths_consistent(self) -> SourceConfig:
+        remote = [p.startswith(S3_SCHEME) for p in self.paths]
+        if any(remote) and not all(remote):
+            raise ValueError("a source reads either files or s3:// prefixes, not both; split it into two sources")
+        if self.s3 is not None and not any(remote):
+            raise ValueError("`s3:` options need a path of the form s3://bucket/prefix/")
+        for path in self.paths:
+            if path.startswith(S3_SCHEME) and not path[len(S3_SCHEME) :].split("/", 1)[0]:
+                raise ValueError(f"{path!r} names no bucket; write s3://bucket/prefix/")
+        return self
+
+    @property
+    def is_s3(self) -> bool:
+        return self.paths[0].startswith(S3_SCHEME)
 
     @field_validator("path")
     @classmethod
@@ -82,9 +131,41 @@ class EngineConfig(StrictModel):
 
 
 class ScheduleConfig(StrictModel):
-    """How often `gatewatch serve` runs a tick."""
+    """How often `gatewatch serve` runs each step."""
 
+    # Interval of the ingest step of each source, unless `sources` sets one.
+    # Rules are evaluated every rule's own `every`.
     every: Duration = timedelta(minutes=1)
+    # Ingest interval per source name, overriding `every`.
+    sources: dict[str, Duration] = Field(default_factory=dict)
+    # Interval of the delivery step; delivery also runs right after an
+    # evaluation that raised alerts.
+    deliver_every: Duration = timedelta(seconds=10)
+    # How long a step waits for `gatewatch query` or `gatewatch shell` to
+    # release the database before it skips this run.
+    database_wait: Duration = timedelta(seconds=30)
+
+    def ingest_interval(self, source: str) -> timedelta:
+        return self.sources.get(source, self.every)
+
+
+class RetentionConfig(StrictModel):
+    """How long events and rejects stay in the store."""
+
+    # Events older than this (event time) are deleted, except those a rule
+    # window not yet evaluated still needs. Unset: events are kept.
+    events: Duration | None = None
+    # Rejected lines older than this (ingest time) are deleted.
+    rejects: Duration | None = None
+    # Folder where events are written as Parquet, partitioned by date,
+    # before they are deleted.
+    export_dir: str | None = None
+    # How often `gatewatch serve` runs retention; `run --once` runs it every tick.
+    every: Duration = timedelta(hours=1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.events is not None or self.rejects is not None
 
 
 class Config(StrictModel):
@@ -100,6 +181,7 @@ class Config(StrictModel):
     # Environment variable holding the HMAC key of credential fingerprints.
     # Unset: each database makes and keeps its own random key.
     fingerprint_key_env: str | None = None
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     # Set by load_config, not read from the file.
     config_path: str | None = Field(default=None, exclude=True)
@@ -150,7 +232,17 @@ def load_config(path: str | Path) -> Config:
     config.config_path = str(path)
     config.document = document
     _check_unique_names(config)
+    _check_schedule_sources(config)
     return config
+
+
+def _check_schedule_sources(config: Config) -> None:
+    names = [source.name for source in config.sources]
+    for name in config.schedule.sources:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; the sources are: {', '.join(names) or 'none'}"
+            raise config.error(f"`schedule.sources` names unknown source {name!r}{hint}", "schedule", "sources", name)
 
 
 def _check_unique_names(config: Config) -> None:

@@ -7,15 +7,24 @@ STARTER_CONFIG = """\
 database: gatewatch.duckdb
 
 # Log sources. `format` names a connector (`gatewatch` ships `combined` for
-# nginx/Apache access logs and `nginx_json` for nginx JSON logs). `path` is a
-# file, a folder or a glob; rotated files (access.log.1, access.log.2.gz)
-# are read once each.
+# nginx/Apache access logs and `nginx_json` for nginx JSON logs), or `auto`
+# to pick one per file from its first lines; check a file with
+# `gatewatch sources test FILE`. `path` is a file, a folder or a glob;
+# rotated files (access.log.1, access.log.2.gz, access.log.3.zst) are read
+# once each.
 sources:
   - name: edge
     format: combined
     path: /var/log/nginx/access.log*
     # Time zone for log times that carry no UTC offset (IANA name).
     timezone: UTC
+  # Logs delivered to S3 (ALB, WAF, Cloudflare). Credentials come from the
+  # standard AWS chain (environment, ~/.aws files, instance role).
+  # - name: alb
+  #   format: auto
+  #   path: s3://my-log-bucket/AWSLogs/123456789012/elasticloadbalancing/
+  #   s3:
+  #     region: eu-west-1
 
 # Rule files or folders; `builtin` is the rule pack shipped with gatewatch.
 rules:
@@ -30,9 +39,19 @@ notifiers:
   # - type: slack
   #   token_env: SLACK_BOT_TOKEN
   #   channel: "#api-security"
+  #   thread_window: 24h   # repeats reply in the first alert's thread
+  #   digest_threshold: 10 # from this many new alerts in one run, one digest
   # Or an incoming webhook, whose URL is read from the named variable:
   # - type: slack
   #   webhook_url_env: SLACK_WEBHOOK_URL
+  # A JSON webhook signed with HMAC-SHA256, and a JSON-lines file. Every
+  # notifier takes min_severity, rules and exclude_rules.
+  # - type: webhook
+  #   url: https://soc.example.com/hooks/gatewatch
+  #   secret_env: GATEWATCH_HOOK_SECRET
+  #   min_severity: high
+  # - type: jsonl
+  #   path: alerts.jsonl
 
 engine:
   # Windows close this long after the newest event time seen.
@@ -40,7 +59,20 @@ engine:
   # A new rule first looks back this far over stored events.
   new_rule_lookback: 7d
 
-# How often `gatewatch run` (without --once) runs a tick.
+# How often `gatewatch serve` runs each step. Rules are evaluated at the
+# interval of their own `every`.
 schedule:
-  every: 1m
+  every: 1m               # ingest interval of each source
+  # sources: {edge: 15s}  # per-source ingest interval
+  deliver_every: 10s
+  # How long a step waits for `gatewatch query` to release the database.
+  database_wait: 30s
+
+# Retention (off unless set). Events older than `events` are deleted, except
+# those a rule window not yet evaluated still needs. With `export_dir` they
+# are first written as Parquet files partitioned by date.
+# retention:
+#   events: 90d
+#   export_dir: archive/
+#   rejects: 30d
 """

@@ -137,6 +137,82 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
+    # 3: the format `format: auto` chose for a file, whether a compressed
+    # file was read to its end, and S3 object checkpoints.
+    [
+        "ALTER TABLE checkpoints ADD COLUMN format VARCHAR",
+        "ALTER TABLE checkpoints ADD COLUMN complete BOOLEAN NOT NULL DEFAULT false",
+        # One row per S3 object seen: the ETag and size identify the object
+        # version, "offset" counts the (decompressed) bytes committed so far.
+        """
+        CREATE TABLE s3_objects (
+            source VARCHAR NOT NULL,
+            bucket VARCHAR NOT NULL,
+            key VARCHAR NOT NULL,
+            etag VARCHAR NOT NULL,
+            size BIGINT NOT NULL,
+            last_modified TIMESTAMP,
+            "offset" BIGINT NOT NULL,
+            complete BOOLEAN NOT NULL,
+            format VARCHAR,
+            updated_at TIMESTAMP NOT NULL
+        )
+        """,
+        # Leaf folders of an S3 source that are no longer listed (`s3.settled_after`).
+        """
+        CREATE TABLE s3_settled_prefixes (
+            source VARCHAR NOT NULL,
+            bucket VARCHAR NOT NULL,
+            prefix VARCHAR NOT NULL,
+            newest TIMESTAMP NOT NULL,
+            settled_at TIMESTAMP NOT NULL
+        )
+        """,
+    ],
+    # 4: last run of each step for `gatewatch status`, Slack message and
+    # thread references in the outbox, and retention runs.
+    [
+        # The last run of each step per source, rule or notifier, for
+        # `gatewatch status`. One row per (step, name), replaced each run, so
+        # the table stays as small as the config.
+        """
+        CREATE TABLE step_state (
+            step VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            started_at TIMESTAMP NOT NULL,
+            finished_at TIMESTAMP NOT NULL,
+            duration_ms DOUBLE NOT NULL,
+            lines BIGINT NOT NULL DEFAULT 0,
+            events BIGINT NOT NULL DEFAULT 0,
+            rejects BIGINT NOT NULL DEFAULT 0,
+            alerts BIGINT NOT NULL DEFAULT 0,
+            sent BIGINT NOT NULL DEFAULT 0,
+            failed BIGINT NOT NULL DEFAULT 0,
+            error VARCHAR,
+            last_success_at TIMESTAMP,
+            PRIMARY KEY (step, name)
+        )
+        """,
+        # The receiver's id of the message that carried the alert (a Slack
+        # message ts), the thread it was posted in, and the digest message
+        # that carried it when one tick raised many alerts.
+        "ALTER TABLE outbox ADD COLUMN message_ref VARCHAR",
+        "ALTER TABLE outbox ADD COLUMN thread_ref VARCHAR",
+        "ALTER TABLE outbox ADD COLUMN digest_id VARCHAR",
+        # One row per retention run that exported events to Parquet. The row
+        # commits with the DELETE, so a run that died between that commit and
+        # moving its staged files into place is finished by the next run.
+        """
+        CREATE TABLE retention_runs (
+            run_id VARCHAR PRIMARY KEY,
+            cutoff TIMESTAMP NOT NULL,
+            rows BIGINT NOT NULL,
+            export_dir VARCHAR,
+            state VARCHAR NOT NULL,
+            finished_at TIMESTAMP NOT NULL
+        )
+        """,
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

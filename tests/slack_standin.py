@@ -74,6 +74,8 @@ class Fault:
     count: int = 1
     path: str | None = None
     process_first: bool = False
+    # Seconds to wait before responding, to make a client time out.
+    delay: float = 0.0
 
 
 def _truthy(value: Any) -> bool:
@@ -116,7 +118,10 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(payload)
+        try:
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test); the request is recorded
 
 
 def _parse_body(content_type: str, raw_body: bytes) -> Any:
@@ -230,6 +235,7 @@ class SlackStandin:
         headers: dict[str, str] | None = None,
         path: str | None = None,
         process_first: bool = False,
+        delay: float = 0.0,
     ) -> None:
         """Respond to the next ``count`` matching requests with ``status`` and ``body``."""
         fault = Fault(
@@ -239,6 +245,7 @@ class SlackStandin:
             count=count,
             path=path,
             process_first=process_first,
+            delay=delay,
         )
         with self._lock:
             self._faults.append(fault)
@@ -252,6 +259,15 @@ class SlackStandin:
             headers={"Retry-After": str(retry_after)},
             path=path,
         )
+
+    def time_out_next(self, delay: float, count: int = 1, path: str | None = None, process_first: bool = True) -> None:
+        """Respond to the next ``count`` matching requests only after ``delay`` seconds.
+
+        With ``process_first`` (the default) the message is stored first, as
+        when Slack receives a post but the client gives up before the reply.
+        """
+        self.fail_next(count, status=200, body={"ok": False, "error": "late"}, path=path,
+                       process_first=process_first, delay=delay)
 
     def error_next(self, error: str = "channel_not_found", count: int = 1, path: str | None = None) -> None:
         """Respond to the next ``count`` matching requests with HTTP 200 and ``{"ok": false, "error": ...}``."""
@@ -273,12 +289,13 @@ class SlackStandin:
         with self._lock:
             self._requests.append(request)
             fault = self._take_fault(request.path)
-            if fault is not None and not fault.process_first:
-                return fault.status, fault.headers, fault.body
-            status, headers, body = self._route(request)
-            if fault is not None:
-                return fault.status, fault.headers, fault.body
-            return status, headers, body
+            if fault is None or fault.process_first:
+                response = self._route(request)
+        if fault is None:
+            return response
+        if fault.delay:
+            time.sleep(fault.delay)
+        return fault.status, fault.headers, fault.body
 
     def _route(self, request: RecordedRequest) -> tuple[int, dict[str, str], Any]:
         if request.path == self.webhook_path:
@@ -291,6 +308,10 @@ class SlackStandin:
             return self._post_message(request.params)
         if request.api_method == "conversations.history":
             return self._history(request.params)
+        if request.api_method == "conversations.replies":
+            return self._replies(request.params)
+        if request.api_method == "chat.update":
+            return self._update(request.params)
         return 200, {}, {"ok": False, "error": "unknown_method"}
 
     def _next_ts(self) -> str:
@@ -300,6 +321,8 @@ class SlackStandin:
 
     def _store(self, channel: str, params: dict[str, Any]) -> dict[str, Any]:
         message: dict[str, Any] = {"type": "message", "ts": self._next_ts(), "channel": channel}
+        if params.get("thread_ts"):
+            message["thread_ts"] = str(params["thread_ts"])
         for key in ("text", "blocks", "metadata"):
             value = params.get(key)
             if isinstance(value, str) and key in ("blocks", "metadata"):
@@ -315,6 +338,9 @@ class SlackStandin:
             return 200, {}, {"ok": False, "error": "channel_not_found"}
         if not params.get("text") and not params.get("blocks"):
             return 200, {}, {"ok": False, "error": "no_text"}
+        thread_ts = params.get("thread_ts")
+        if thread_ts and not any(m["ts"] == str(thread_ts) and m["channel"] == channel for m in self._messages):
+            return 200, {}, {"ok": False, "error": "thread_not_found"}
         message = self._store(channel, params)
         return 200, {}, {"ok": True, "channel": channel, "ts": message["ts"], "message": message}
 
@@ -327,7 +353,11 @@ class SlackStandin:
         offset = int(params.get("cursor") or 0)
         with_metadata = _truthy(params.get("include_all_metadata", False))
 
-        matching = [m for m in self._messages if m["channel"] == channel and float(m["ts"]) > oldest]
+        # As in Slack, replies in a thread are not part of the channel history.
+        matching = [
+            m for m in self._messages
+            if m["channel"] == channel and float(m["ts"]) > oldest and m.get("thread_ts", m["ts"]) == m["ts"]
+        ]
         matching.sort(key=lambda m: float(m["ts"]), reverse=True)
         page = matching[offset : offset + limit]
         if not with_metadata:
@@ -339,6 +369,41 @@ class SlackStandin:
             "has_more": has_more,
             "response_metadata": {"next_cursor": str(offset + limit) if has_more else ""},
         }
+
+    def _replies(self, params: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        channel = params.get("channel")
+        parent = str(params.get("ts") or "")
+        oldest = float(params.get("oldest") or 0)
+        with_metadata = _truthy(params.get("include_all_metadata", False))
+        thread = [
+            m for m in self._messages
+            if m["channel"] == channel and (m["ts"] == parent or m.get("thread_ts") == parent)
+        ]
+        if not thread:
+            return 200, {}, {"ok": False, "error": "thread_not_found"}
+        page = [m for m in thread if m["ts"] == parent or float(m["ts"]) > oldest]
+        if not with_metadata:
+            page = [{k: v for k, v in m.items() if k != "metadata"} for m in page]
+        return 200, {}, {"ok": True, "messages": page, "has_more": False, "response_metadata": {"next_cursor": ""}}
+
+    def _update(self, params: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        channel = params.get("channel")
+        ts = str(params.get("ts") or "")
+        for message in self._messages:
+            if message["channel"] == channel and message["ts"] == ts:
+                for key in ("text", "blocks"):
+                    value = params.get(key)
+                    if isinstance(value, str) and key == "blocks":
+                        value = json.loads(value)
+                    if value is not None:
+                        message[key] = value
+                message["edited"] = True
+                return 200, {}, {"ok": True, "channel": channel, "ts": ts}
+        return 200, {}, {"ok": False, "error": "message_not_found"}
+
+    def thread_replies(self, parent_ts: str) -> list[dict[str, Any]]:
+        """Messages posted as replies in the thread of ``parent_ts``, oldest first."""
+        return [m for m in self.messages if m.get("thread_ts") == parent_ts and m["ts"] != parent_ts]
 
     def _webhook(self, request: RecordedRequest) -> tuple[int, dict[str, str], Any]:
         if not isinstance(request.body, dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from gatewatch.connectors.base import REJECT_SCHEMA, Connector, ParseResult
 from gatewatch.errors import SourceError
 from gatewatch.events import conform
-from gatewatch.ingest import ingest_source, read_chunks, split_lines
+from gatewatch.ingest import ingest_source, iter_chunks, split_lines
 
 
 class SimpleConnector(Connector):
@@ -158,26 +159,22 @@ def test_ingest_small_chunks_give_same_events(store, tmp_path):
 
 
 @pytest.mark.parametrize("chunk_bytes", [7, 30, 1000])
-def test_read_chunks_line_limit(tmp_path, chunk_bytes):
-    log = tmp_path / "access.log"
+def test_iter_chunks_line_limit(chunk_bytes):
     text = b"".join(b"line %d\n" % i for i in range(25)) + b"partial"
-    log.write_bytes(text)
-    chunks = list(read_chunks(log, 0, False, chunk_bytes, chunk_lines=4))
-    assert b"".join(chunk for chunk, _ in chunks) == text[: text.rindex(b"\n") + 1]
-    assert all(chunk.count(b"\n") <= 4 for chunk, _ in chunks)
-    assert all(chunk.endswith(b"\n") for chunk, _ in chunks)
-    assert [offset for _, offset in chunks] == [text.index(chunk) for chunk, _ in chunks]
+    chunks = list(iter_chunks(io.BytesIO(text), 0, chunk_bytes, finished=False, chunk_lines=4))
+    assert b"".join(chunk.data for chunk in chunks) == text[: text.rindex(b"\n") + 1]
+    assert all(chunk.data.count(b"\n") <= 4 for chunk in chunks)
+    assert all(chunk.data.endswith(b"\n") for chunk in chunks)
+    assert [chunk.offset for chunk in chunks] == [text.index(chunk.data) for chunk in chunks]
     if chunk_bytes == 1000:
-        assert [chunk.count(b"\n") for chunk, _ in chunks] == [4, 4, 4, 4, 4, 4, 1]
+        assert [chunk.data.count(b"\n") for chunk in chunks] == [4, 4, 4, 4, 4, 4, 1]
 
 
-def test_read_chunks_long_line_whole(tmp_path):
-    log = tmp_path / "access.log"
-    text = b"short\n" + b"x" * 50 + b"\nend\n"
-    log.write_bytes(text)
-    chunks = [chunk for chunk, _ in read_chunks(log, 0, False, 8, chunk_lines=100)]
-    assert b"".join(chunks) == text
-    assert any(chunk.startswith(b"x" * 50 + b"\n") for chunk in chunks)
+def test_iter_chunks_finished_last_line():
+    text = b"a\nb\nc\nno newline"
+    chunks = list(iter_chunks(io.BytesIO(text), 10, 1000, finished=True, chunk_lines=2))
+    assert [chunk.data for chunk in chunks] == [b"a\nb\n", b"c\nno newline"]
+    assert [chunk.offset for chunk in chunks] == [10, 14]
 
 
 def test_ingest_missing_path_raises_clear_error(store, tmp_path):

@@ -260,9 +260,10 @@ def test_bot_error_message_hides_token(slack: SlackStandin) -> None:
 def test_already_delivered_finds_posted_alert(slack: SlackStandin) -> None:
     notifier = bot_notifier(slack)
     since = utc_now() - timedelta(minutes=5)
-    notifier.send(make_alert(alert_id="a-1"))
+    ts = notifier.send(make_alert(alert_id="a-1"))
 
-    assert notifier.already_delivered(make_alert(alert_id="a-1"), since) is True
+    assert ts == slack.messages[0]["ts"]
+    assert notifier.already_delivered(make_alert(alert_id="a-1"), since) == ts
     assert notifier.already_delivered(make_alert(alert_id="a-2"), since) is False
 
     history = slack.requests_to("conversations.history")
@@ -288,7 +289,7 @@ def test_already_delivered_pages_through_history(slack: SlackStandin, monkeypatc
     for index in range(5):
         notifier.send(make_alert(alert_id=f"a-{index}"))
 
-    assert notifier.already_delivered(make_alert(alert_id="a-0"), since) is True
+    assert notifier.already_delivered(make_alert(alert_id="a-0"), since) == slack.messages[0]["ts"]
     assert len(slack.requests_to("conversations.history")) == 3
 
 

@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from gatewatch.errors import StoreError
-from gatewatch.store import SCHEMA_VERSION, Store
+from gatewatch.store import MIGRATIONS, SCHEMA_VERSION, Store
 
 
 def _stamp_version(path, version: int) -> None:
@@ -33,13 +33,16 @@ def test_store_newer_schema_says_upgrade(tmp_path, read_only):
 
 def test_store_older_schema_migrates_on_write(tmp_path):
     path = tmp_path / "gw.duckdb"
-    Store(path).close()
+    # A store written by the first release: only migration 1 applied.
     con = duckdb.connect(str(path))
-    con.execute("DROP TABLE settings")
-    con.execute("DELETE FROM schema_version WHERE version = 2")
+    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
+    for statement in MIGRATIONS[0]:
+        con.execute(statement)
+    con.execute("INSERT INTO schema_version VALUES (1, now())")
     con.close()
     with pytest.raises(StoreError, match="run any write command"):
         Store(path, read_only=True)
     with Store(path) as store:
         assert store.schema_version() == SCHEMA_VERSION
         assert len(store.fingerprint_key()) == 32
+        assert store.con.execute("SELECT count(*) FROM s3_objects").fetchone()[0] == 0

@@ -32,6 +32,17 @@ ENTRY_POINT_GROUP = "gatewatch.connectors"
 _BUILTIN_CONNECTORS: tuple[tuple[str, str], ...] = (
     ("gatewatch.connectors.combined", "CombinedConnector"),
     ("gatewatch.connectors.nginx_json", "NginxJsonConnector"),
+    ("gatewatch.connectors.kong", "KongConnector"),
+    ("gatewatch.connectors.envoy", "EnvoyConnector"),
+    ("gatewatch.connectors.traefik", "TraefikConnector"),
+    ("gatewatch.connectors.haproxy", "HaproxyConnector"),
+    ("gatewatch.connectors.modsecurity", "ModsecurityConnector"),
+    ("gatewatch.connectors.aws_alb", "AwsAlbConnector"),
+    ("gatewatch.connectors.aws_apigateway", "AwsApiGatewayConnector"),
+    ("gatewatch.connectors.aws_waf", "AwsWafConnector"),
+    ("gatewatch.connectors.cloudflare", "CloudflareConnector"),
+    ("gatewatch.connectors.gcp_lb", "GcpLbConnector"),
+    ("gatewatch.connectors.json_lines", "JsonLinesConnector"),
 )
 
 logger = logging.getLogger(__name__)

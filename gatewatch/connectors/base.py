@@ -37,7 +37,9 @@ class ParseResult:
 
     ``events`` has the columns of ``gatewatch.events.PARSED_COLUMNS`` plus
     ``offset``; ``rejects`` has ``offset``, ``line`` and ``reason``. Every
-    input offset appears in exactly one of the two.
+    input offset appears in exactly one of the two. A connector with
+    multi-line records (see ``Connector.record_start``) reports each record
+    once, at the offset of its first line.
     """
 
     events: pl.DataFrame
@@ -64,6 +66,14 @@ class Connector:
     name: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
     options_model: ClassVar[type[ConnectorOptions]] = ConnectorOptions
+    # Multi-line records. When ``record_start`` is set (a regex), a line that
+    # matches it begins a record and the lines after it, up to the next such
+    # line, belong to the same record. A record is complete when the next one
+    # starts or when a line matches ``record_end``. Ingest passes ``parse``
+    # only complete records and carries an incomplete last record over to
+    # the next chunk, so a record is never split across two ``parse`` calls.
+    record_start: ClassVar[str | None] = None
+    record_end: ClassVar[str | None] = None
 
     def __init__(self, options: ConnectorOptions | None = None, fingerprint_key: bytes = b""):
         self.options = options if options is not None else self.options_model()

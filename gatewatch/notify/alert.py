@@ -110,3 +110,26 @@ def format_utc(moment: datetime) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     return moment.isoformat(timespec="seconds") + "Z"
+
+
+def alert_document(alert: Alert) -> dict[str, Any]:
+    """Return the alert as a JSON-ready dict, the body the webhook and JSON-lines notifiers write.
+
+    Times are ISO 8601 UTC strings with a ``Z`` suffix. Log content is left
+    as it is: a JSON consumer must treat it as untrusted data.
+    """
+    return {
+        "alert_id": alert.alert_id,
+        "rule_id": alert.rule_id,
+        "title": alert.title,
+        "severity": alert.severity,
+        "group_key": alert.group_key,
+        "window_start": format_utc(alert.window_start),
+        "window_end": format_utc(alert.window_end),
+        "measures": alert.measures,
+        "summary": alert.summary,
+        "evidence": alert.evidence,
+        "query": alert.query,
+        "created_at": format_utc(alert.created_at),
+        "details_command": f"gatewatch alerts show {alert.alert_id}",
+    }

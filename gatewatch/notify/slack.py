@@ -10,18 +10,28 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
-from typing import Any, Literal, TypeVar
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
+from gatewatch.duration import parse_duration
 from gatewatch.errors import GatewatchError
 from gatewatch.notify.alert import Alert
-from gatewatch.notify.base import DeliveryError
-from gatewatch.notify.slack_message import METADATA_EVENT_TYPE, alert_metadata, build_message
+from gatewatch.notify.base import DeliveryError, ThreadContext
+from gatewatch.notify.filters import NotifierFilter
+from gatewatch.notify.slack_message import (
+    DIGEST_EVENT_TYPE,
+    METADATA_EVENT_TYPE,
+    alert_metadata,
+    build_digest,
+    build_message,
+    build_parent_update,
+    digest_metadata,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +51,7 @@ DEFAULT_RETRY_AFTER = 60.0
 _T = TypeVar("_T")
 
 
-class SlackNotifierConfig(BaseModel):
+class SlackNotifierConfig(NotifierFilter):
     """Settings of the Slack notifier.
 
     Bot mode needs ``token_env`` and ``channel``; webhook mode needs
@@ -57,6 +67,14 @@ class SlackNotifierConfig(BaseModel):
     webhook_url_env: str | None = None
     base_url: str | None = None
     timeout_seconds: float = Field(default=10, gt=0)
+    # Bot mode: a repeat of a (rule, group key) goes into the thread of the
+    # first alert when that alert's window ended at most this long before,
+    # in event time. A later repeat starts a new thread.
+    thread_window: Annotated[timedelta, BeforeValidator(parse_duration)] = timedelta(hours=24)
+    threads: bool = True
+    # From this many new alerts in one delivery run, post digests instead;
+    # 0 turns digests off.
+    digest_threshold: int = Field(default=10, ge=0)
 
     @model_validator(mode="after")
     def _check_mode(self) -> SlackNotifierConfig:
@@ -120,6 +138,8 @@ class SlackNotifier:
         webhook_url: str | None = None,
         base_url: str | None = None,
         timeout_seconds: float = 10,
+        thread_window: timedelta | None = None,
+        digest_threshold: int | None = None,
     ):
         if (token is None) == (webhook_url is None):
             raise ValueError("give either token (bot mode) or webhook_url (webhook mode)")
@@ -127,6 +147,10 @@ class SlackNotifier:
             raise ValueError("bot mode needs a channel")
         self.name = name
         self.channel = channel
+        # Read by the outbox: threads need a bot token, because an incoming
+        # webhook returns no message ts to reply to.
+        self.thread_window = thread_window if token is not None else None
+        self.digest_threshold = digest_threshold or None
         self._secrets = [secret for secret in (token, webhook_url) if secret]
         # No retry handlers: the outbox decides when to send again, and a
         # silent resend after a connection reset could post a message twice.
@@ -185,23 +209,64 @@ class SlackNotifier:
         except (SlackClientError, OSError) as error:
             raise self._delivery_error(method, error) from None
 
-    def send(self, alert: Alert) -> None:
-        message = build_message(alert)
-        if self._web is not None:
-            web = self._web
+    def send(self, alert: Alert, thread: ThreadContext | None = None) -> str | None:
+        """Post one alert; a repeat goes into ``thread``. Return the message ts (bot mode)."""
+        message = build_message(alert, repeat=thread.repeat if thread else None)
+        if self._web is None:
+            self._send_webhook(message.text, message.blocks)
+            return None
+        ts = self._post(message.text, message.blocks, alert_metadata(alert), thread.parent_ref if thread else None)
+        if thread is not None:
+            self._update_parent(thread, alert)
+        return ts
+
+    def send_digest(self, alerts: list[Alert], digest_id: str) -> str | None:
+        """Post one message that lists ``alerts``. Return the message ts (bot mode)."""
+        message = build_digest(alerts)
+        if self._web is None:
+            self._send_webhook(message.text, message.blocks)
+            return None
+        return self._post(message.text, message.blocks, digest_metadata(digest_id), None)
+
+    def _post(self, text: str, blocks: list[dict[str, Any]], metadata: dict[str, Any], thread_ts: str | None) -> str | None:
+        assert self._web is not None
+        web = self._web
+        response = self._call(
+            "chat.postMessage",
+            lambda: web.chat_postMessage(
+                channel=self.channel,
+                text=text,
+                blocks=blocks,
+                metadata=metadata,
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+            ),
+        )
+        ts = response.get("ts")
+        return str(ts) if ts else None
+
+    def _update_parent(self, thread: ThreadContext, latest: Alert) -> None:
+        """Rewrite the first alert's message with the repeat count; a failure here is only logged.
+
+        The reply is already delivered, so raising would make the outbox
+        send it again.
+        """
+        assert self._web is not None
+        web = self._web
+        message = build_parent_update(thread.parent, thread.repeat, latest)
+        try:
             self._call(
-                "chat.postMessage",
-                lambda: web.chat_postMessage(
-                    channel=self.channel,
-                    text=message.text,
-                    blocks=message.blocks,
-                    metadata=alert_metadata(alert),
-                    unfurl_links=False,
-                    unfurl_media=False,
+                "chat.update",
+                lambda: web.chat_update(
+                    channel=self.channel, ts=thread.parent_ref, text=message.text, blocks=message.blocks
                 ),
             )
-            return
-        self._send_webhook(message.text, message.blocks)
+        except DeliveryError as error:
+            logger.warning(
+                "notifier %s: could not update the repeat count on message %s of alert %s: %s",
+                self.name, thread.parent_ref, thread.parent.alert_id, error,
+            )
 
     def _send_webhook(self, text: str, blocks: list[dict[str, Any]]) -> None:
         assert self._webhook is not None
@@ -220,15 +285,27 @@ class SlackNotifier:
         body = (response.body or "").strip()[:200]
         raise DeliveryError(self._redact(f"Slack webhook failed: HTTP {response.status_code} {body}".rstrip()))
 
-    def already_delivered(self, alert: Alert, since: datetime) -> bool | None:
+    def already_delivered(self, alert: Alert, since: datetime, thread: ThreadContext | None = None) -> bool | str | None:
         """Look for the alert's message in the channel history since ``since`` (naive UTC).
 
-        Webhook mode returns None, because an incoming webhook cannot read
-        history: a webhook notifier that dies during a send posts again on
-        the next run. Bot mode also returns None when the token lacks the
-        history scope or the channel has more than MAX_HISTORY_PAGES pages
-        of messages since ``since``.
+        Returns the message ts when found. A repeat is looked for among the
+        replies of its ``thread``. Webhook mode returns None, because an
+        incoming webhook cannot read history: a webhook notifier that dies
+        during a send posts again on the next run. Bot mode also returns None
+        when the token lacks the history scope or the channel has more than
+        MAX_HISTORY_PAGES pages of messages since ``since``.
         """
+        return self._find_message(
+            METADATA_EVENT_TYPE, "alert_id", alert.alert_id, since, thread.parent_ref if thread else None
+        )
+
+    def digest_delivered(self, digest_id: str, since: datetime) -> bool | str | None:
+        """Look for a digest's message in the channel history, as already_delivered does for an alert."""
+        return self._find_message(DIGEST_EVENT_TYPE, "digest_id", digest_id, since, None)
+
+    def _find_message(
+        self, event_type: str, key: str, value: str, since: datetime, thread_ts: str | None
+    ) -> bool | str | None:
         if self._web is None:
             return None
         web = self._web
@@ -236,41 +313,54 @@ class SlackNotifier:
             since = since.replace(tzinfo=timezone.utc)
         oldest = f"{since.timestamp():.6f}"
         cursor: str | None = None
+        method = "conversations.replies" if thread_ts else "conversations.history"
         for _ in range(MAX_HISTORY_PAGES):
             try:
-                response = web.conversations_history(
-                    channel=self.channel,
-                    oldest=oldest,
-                    include_all_metadata=True,
-                    limit=HISTORY_PAGE_SIZE,
-                    cursor=cursor,
-                )
+                if thread_ts:
+                    response = web.conversations_replies(
+                        channel=self.channel,
+                        ts=thread_ts,
+                        oldest=oldest,
+                        include_all_metadata=True,
+                        limit=HISTORY_PAGE_SIZE,
+                        cursor=cursor,
+                    )
+                else:
+                    response = web.conversations_history(
+                        channel=self.channel,
+                        oldest=oldest,
+                        include_all_metadata=True,
+                        limit=HISTORY_PAGE_SIZE,
+                        cursor=cursor,
+                    )
             except SlackApiError as error:
                 if _api_error_code(error) == "missing_scope":
                     logger.warning(
                         "notifier %s cannot read channel history (missing_scope), so it cannot tell "
-                        "whether alert %s was already posted; add the channels:history scope "
+                        "whether %s %s was already posted; add the channels:history scope "
                         "(groups:history for a private channel) to avoid a duplicate",
                         self.name,
-                        alert.alert_id,
+                        key,
+                        value,
                     )
                     return None
-                raise self._delivery_error("conversations.history", error) from None
+                raise self._delivery_error(method, error) from None
             except (SlackClientError, OSError) as error:
-                raise self._delivery_error("conversations.history", error) from None
+                raise self._delivery_error(method, error) from None
             for message in response.get("messages") or []:
-                if _carries_alert(message, alert.alert_id):
-                    return True
+                if _carries(message, event_type, key, value):
+                    return str(message.get("ts") or "") or True
             cursor = (response.get("response_metadata") or {}).get("next_cursor")
             if not response.get("has_more") or not cursor:
                 return False
         logger.warning(
             "notifier %s: more than %d messages in channel history since %s; "
-            "cannot tell whether alert %s was already posted",
+            "cannot tell whether %s %s was already posted",
             self.name,
             MAX_HISTORY_PAGES * HISTORY_PAGE_SIZE,
             oldest,
-            alert.alert_id,
+            key,
+            value,
         )
         return None
 
@@ -283,12 +373,12 @@ def _api_error_code(error: SlackApiError) -> str:
     return "unknown error"
 
 
-def _carries_alert(message: Mapping[str, Any], alert_id: str) -> bool:
+def _carries(message: Mapping[str, Any], event_type: str, key: str, value: str) -> bool:
     metadata = message.get("metadata") or {}
-    if metadata.get("event_type") != METADATA_EVENT_TYPE:
+    if metadata.get("event_type") != event_type:
         return False
     payload = metadata.get("event_payload") or {}
-    return payload.get("alert_id") == alert_id
+    return payload.get(key) == value
 
 
 def build_slack_notifier(config: SlackNotifierConfig, environ: Mapping[str, str] | None = None) -> SlackNotifier:
@@ -302,6 +392,8 @@ def build_slack_notifier(config: SlackNotifierConfig, environ: Mapping[str, str]
             channel=config.channel,
             base_url=config.base_url,
             timeout_seconds=config.timeout_seconds,
+            thread_window=config.thread_window if config.threads else None,
+            digest_threshold=config.digest_threshold,
         )
     assert config.webhook_url_env is not None
     webhook_url = read_secret(
@@ -312,4 +404,9 @@ def build_slack_notifier(config: SlackNotifierConfig, environ: Mapping[str, str]
             f"environment variable {config.webhook_url_env} must contain an http:// or https:// URL "
             "(the Slack incoming webhook URL)"
         )
-    return SlackNotifier(config.name, webhook_url=webhook_url, timeout_seconds=config.timeout_seconds)
+    return SlackNotifier(
+        config.name,
+        webhook_url=webhook_url,
+        timeout_seconds=config.timeout_seconds,
+        digest_threshold=config.digest_threshold,
+    )

@@ -36,6 +36,9 @@ FALLBACK_TEXT_LIMIT = 3000
 MAX_EVIDENCE_LINES = 5
 
 METADATA_EVENT_TYPE = "gatewatch_alert"
+DIGEST_EVENT_TYPE = "gatewatch_digest"
+# Sections of alert lines in one digest; Slack allows 50 blocks per message.
+MAX_DIGEST_SECTIONS = 10
 
 SEVERITY_EMOJI = {
     "low": ":large_blue_circle:",
@@ -56,6 +59,11 @@ class SlackMessage:
 def alert_metadata(alert: Alert) -> dict[str, Any]:
     """Return the message metadata that identifies the alert in channel history."""
     return {"event_type": METADATA_EVENT_TYPE, "event_payload": {"alert_id": alert.alert_id}}
+
+
+def digest_metadata(digest_id: str) -> dict[str, Any]:
+    """Return the message metadata that identifies a digest in channel history."""
+    return {"event_type": DIGEST_EVENT_TYPE, "event_payload": {"digest_id": digest_id}}
 
 
 def _code(value: object, limit: int = VALUE_LIMIT) -> str:
@@ -113,11 +121,12 @@ def fallback_text(alert: Alert) -> str:
     return escape_mrkdwn(text, min(FALLBACK_TEXT_LIMIT, MESSAGE_TEXT_LIMIT))
 
 
-def build_message(alert: Alert) -> SlackMessage:
-    """Build the Slack message for one alert."""
+def build_message(alert: Alert, repeat: int | None = None) -> SlackMessage:
+    """Build the Slack message for one alert; ``repeat`` numbers a reply in the alert's thread."""
     emoji = SEVERITY_EMOJI.get(alert.severity.lower(), ":warning:")
+    header = header_text(alert) if repeat is None else _repeat_header(alert, repeat)
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": header_text(alert), "emoji": True}},
+        {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
         {
             "type": "section",
             "fields": [
@@ -148,4 +157,70 @@ def build_message(alert: Alert) -> SlackMessage:
             ],
         }
     )
-    return SlackMessage(text=fallback_text(alert), blocks=blocks)
+    text = fallback_text(alert)
+    if repeat is not None:
+        text = escape_mrkdwn(f"Repeat {repeat}: ", None) + text
+    return SlackMessage(text=text, blocks=blocks)
+
+
+def _repeat_header(alert: Alert, repeat: int) -> str:
+    return escape_mrkdwn(f"Repeat {repeat}: {alert.severity.upper()}: {alert.title}", HEADER_TEXT_LIMIT)
+
+
+def build_parent_update(parent: Alert, repeat: int, latest: Alert) -> SlackMessage:
+    """Build the first alert's message again, with a line that counts the repeats in its thread."""
+    message = build_message(parent)
+    note = (
+        f":repeat: *Seen {repeat} times*; latest window ends {format_utc(latest.window_end)}, "
+        f"{_code(f'gatewatch alerts show {latest.alert_id}', 300)}. Repeats are in the thread."
+    )
+    blocks = [*message.blocks, {"type": "context", "elements": [{"type": "mrkdwn", "text": note, "verbatim": True}]}]
+    return SlackMessage(text=message.text, blocks=blocks)
+
+
+def digest_line(alert: Alert) -> str:
+    """Format one alert as one escaped line of a digest's code block."""
+    group = " ".join(f"{key}={value}" for key, value in alert.group_key.items())
+    line = f"{alert.severity.upper():8} {alert.rule_id} {group} {format_utc(alert.window_end)} {alert.alert_id}"
+    return escape_mrkdwn_code(line, EVIDENCE_LINE_LIMIT)
+
+
+def build_digest(alerts: list[Alert]) -> SlackMessage:
+    """Build one message that lists many alerts, for a run that raised too many to post one by one."""
+    counts: dict[str, int] = {}
+    for alert in alerts:
+        counts[alert.severity.lower()] = counts.get(alert.severity.lower(), 0) + 1
+    order = ["critical", "high", "medium", "low"]
+    by_severity = ", ".join(
+        f"{counts[level]} {level}" for level in sorted(counts, key=lambda s: order.index(s) if s in order else 9)
+    )
+    title = escape_mrkdwn(f"{len(alerts)} alerts: {by_severity}", HEADER_TEXT_LIMIT)
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": title, "emoji": True}}]
+
+    lines = [digest_line(alert) for alert in alerts]
+    prefix, suffix = "```", "```"
+    room = SECTION_TEXT_LIMIT - slack_length(prefix) - slack_length(suffix)
+    index = 0
+    while index < len(lines) and len(blocks) <= MAX_DIGEST_SECTIONS:
+        used, chunk = 0, []
+        while index < len(lines) and used + slack_length(lines[index]) + 1 <= room:
+            chunk.append(lines[index])
+            used += slack_length(lines[index]) + 1
+            index += 1
+        if not chunk:
+            # A line longer than a section; EVIDENCE_LINE_LIMIT keeps lines far shorter.
+            break
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": prefix + "\n".join(chunk) + suffix, "verbatim": True}})
+    if index < len(lines):
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"… {len(lines) - index} more alerts", "verbatim": True}})
+    blocks.append({
+        "type": "context",
+        "elements": [{
+            "type": "mrkdwn",
+            "text": f"Sent as one digest because one run raised {len(alerts)} alerts. Details: "
+            + _code("gatewatch alerts list", 300) + " and " + _code("gatewatch alerts show ID", 300),
+            "verbatim": True,
+        }],
+    })
+    text = escape_mrkdwn(f"gatewatch: {len(alerts)} alerts ({by_severity})", FALLBACK_TEXT_LIMIT)
+    return SlackMessage(text=text, blocks=blocks)

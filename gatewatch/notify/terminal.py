@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from gatewatch.notify.alert import Alert, format_utc
 from gatewatch.notify.escape import truncate_visible
+from gatewatch.notify.filters import NotifierFilter
 
 # Per-value cap, so that one huge user agent cannot flood the terminal.
 MAX_VALUE_CHARS = 500
@@ -24,7 +25,7 @@ SEVERITY_STYLES = {
 }
 
 
-class TerminalNotifierConfig(BaseModel):
+class TerminalNotifierConfig(NotifierFilter):
     """Settings of the terminal notifier."""
 
     model_config = ConfigDict(extra="forbid")
@@ -104,6 +105,7 @@ class TerminalNotifier:
     def send(self, alert: Alert) -> None:
         self.console.print(render_alert(alert))
         self.console.print()
+        return None
 
     def already_delivered(self, alert: Alert, since: datetime) -> bool | None:
         # A terminal keeps no record of what it printed.
