@@ -4,13 +4,16 @@
 The traffic is one shop's nginx access log: browsers, a mobile app,
 integrations, crawlers and load-balancer health checks, plus attackers of
 each kind the built-in rules cover and benign clients placed just below
-their thresholds. The same events are written in two formats:
+their thresholds. The same events are written in three formats:
 
 - ``access.log``: nginx ``combined``
 - ``access.json.log``: nginx JSON with ``escape=json`` and the keys
   time_iso8601, remote_addr, request, status, body_bytes_sent, http_referer,
   http_user_agent, remote_user and request_time
-- ``append.log`` and ``append.json.log``: benign lines that continue the
+- ``access.vhost.log``: Apache ``vhost_combined``, the combined line behind
+  ``%v:%p`` (``shop.example.com:443``), read by the same connector through
+  its general head pattern
+- ``append.log``, ``append.json.log`` and ``append.vhost.log``: benign lines that continue the
   timeline after the last line, for timing an incremental tick
 - ``truth.json``: each attacker's client_ip, kind, expected rule and time
   span, and the near misses that must stay quiet
@@ -46,9 +49,12 @@ DEFAULT_LINES_PER_DAY = 1_000_000
 START = datetime(2026, 11, 2, tzinfo=timezone.utc)
 MIN_SPAN_SECONDS = 12 * 3600
 SITE = "https://shop.example.com"
-FORMATS = ("combined", "nginx_json")
-FILE_NAMES = {"combined": "access.log", "nginx_json": "access.json.log"}
-APPEND_NAMES = {"combined": "append.log", "nginx_json": "append.json.log"}
+FORMATS = ("combined", "nginx_json", "apache_vhost")
+FILE_NAMES = {"combined": "access.log", "nginx_json": "access.json.log", "apache_vhost": "access.vhost.log"}
+APPEND_NAMES = {"combined": "append.log", "nginx_json": "append.json.log", "apache_vhost": "append.vhost.log"}
+# The gatewatch connector that reads each format.
+CONNECTORS = {"combined": "combined", "nginx_json": "nginx_json", "apache_vhost": "combined"}
+VHOST = "shop.example.com:443"
 TRUTH_NAME = "truth.json"
 # Bump when the output for the same arguments changes, so that cached data
 # sets written by an older generator are rebuilt.
@@ -892,7 +898,7 @@ def _escape(values: list[str], format_name: str) -> pl.Series:
     are escaped.
     """
     series = pl.Series(values, dtype=pl.String)
-    if format_name == "combined":
+    if format_name != "nginx_json":
         return series.str.replace_all("\\", "\\x5C", literal=True).str.replace_all('"', "\\x22", literal=True)
     return series.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
 
@@ -909,14 +915,14 @@ class Formatter:
     def __post_init__(self) -> None:
         fmt = self.format_name
         seconds = pl.Series(np.arange(self.first_second, self.last_second + 1, dtype=np.int64) + int(START.timestamp()))
-        stamp = "%d/%b/%Y:%H:%M:%S +0000" if fmt == "combined" else "%Y-%m-%dT%H:%M:%S+00:00"
+        stamp = "%d/%b/%Y:%H:%M:%S +0000" if fmt != "nginx_json" else "%Y-%m-%dT%H:%M:%S+00:00"
         self.times = pl.from_epoch(seconds, time_unit="s").dt.strftime(stamp)
         clients = self.tables.clients
         self.ip = pl.Series(clients.ip)
         self.agent = _escape(clients.agent, fmt)
         self.protocol = pl.Series(clients.protocol)
         self.texts = _escape(self.tables.texts.values, fmt)
-        placeholder = "-" if fmt == "combined" else ""
+        placeholder = "-" if fmt != "nginx_json" else ""
         self.users = _escape(self.tables.users.values, fmt)
         self.no_user = placeholder
         self.referers = pl.Series([value or placeholder for value in REFERERS])
@@ -955,9 +961,10 @@ class Formatter:
         user = pl.when(pl.col("user_index") >= 0).then(pl.col("user")).otherwise(pl.lit(self.no_user))
         status = pl.col("status").cast(pl.String)
         size = pl.col("size").cast(pl.String)
-        if self.format_name == "combined":
+        if self.format_name != "nginx_json":
+            vhost = [pl.lit(VHOST + " ")] if self.format_name == "apache_vhost" else []
             parts = [
-                pl.col("ip"), pl.lit(" - "), user, pl.lit(" ["), pl.col("time"), pl.lit('] "'),
+                *vhost, pl.col("ip"), pl.lit(" - "), user, pl.lit(" ["), pl.col("time"), pl.lit('] "'),
                 request, pl.lit('" '), status, pl.lit(" "), size, pl.lit(' "'),
                 pl.col("referer"), pl.lit('" "'), pl.col("agent"), pl.lit('"'),
             ]
@@ -1053,7 +1060,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, required=True, help="lines per format in the main file")
     parser.add_argument("--out", type=Path, required=True, help="folder to write the files into")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default: %(default)s)")
-    parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated: combined, nginx_json")
+    parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated: combined, nginx_json, apache_vhost")
     parser.add_argument("--lines-per-day", type=int, default=DEFAULT_LINES_PER_DAY,
                         help="lines per day of log time; sets the time span (default: %(default)s)")
     parser.add_argument("--append-fraction", type=float, default=0.01,
@@ -1062,7 +1069,7 @@ def main() -> None:
     formats = tuple(name.strip() for name in args.formats.split(",") if name.strip())
     unknown = set(formats) - set(FORMATS)
     if unknown:
-        parser.error(f"unknown format {sorted(unknown)[0]!r}; use combined or nginx_json")
+        parser.error(f"unknown format {sorted(unknown)[0]!r}; use {', '.join(FORMATS)}")
     result = generate(args.lines, args.out, args.seed, formats, args.lines_per_day, args.append_fraction)
     for name, path in result.files.items():
         print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Measure gatewatch on generated traffic: ingest, evaluation, incremental tick, detection quality.
 
-    python bench/run.py --lines 1000000 [--repeat 3] [--formats combined,nginx_json] [--workdir DIR]
+    python bench/run.py --lines 1000000 [--repeat 3] [--formats combined,nginx_json,apache_vhost]
+                        [--workdir DIR] [--compare OTHER_RESULT.json]
 
 Data sets are written by bench/generate.py into ``WORKDIR/data`` and reused
 for the same line count, seed and rate. Every measured step runs in its own
@@ -17,7 +18,13 @@ process, repeated ``--repeat`` times, and the median is reported:
   timestamps were appended to the log
 
 Detection quality compares the alerts with the generator's ground truth.
-Tables go to stdout and every figure to a JSON file.
+Tables go to stdout and every figure to a JSON file. ``--compare`` adds a
+table that puts the figures of an earlier result (another line count) beside
+these ones.
+
+Peak RSS and CPU seconds come from bench/maxrss.py, which wraps every
+measured process. The machine's load average is recorded before and after
+each step, because wall times on a shared machine depend on it.
 """
 
 from __future__ import annotations
@@ -47,8 +54,8 @@ import generate
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 WORKER = BENCH_DIR / "worker.py"
+MAXRSS = BENCH_DIR / "maxrss.py"
 MB = 1_000_000
-GNU_TIME = "/usr/bin/time"
 
 # Targets, set for 10M lines; the two ingest targets apply to nginx combined.
 TARGET_LINES = 10_000_000
@@ -64,31 +71,42 @@ TARGET_TICK_SECONDS = 5.0
 class Measured:
     seconds: float
     peak_rss_bytes: int
+    cpu_seconds: float
+    load_before: float
+    load_after: float
     returncode: int
     stdout: str
     stderr: str
 
 
 def run_measured(command: list[str], log_dir: Path, name: str) -> Measured:
-    """Run ``command`` to completion; return its wall time, peak RSS and output.
+    """Run ``command`` to completion; return its wall time, peak RSS, CPU seconds and output.
 
-    The peak RSS comes from GNU time's %M. A child's own ``ru_maxrss`` (from
-    ``os.wait4`` or ``RUSAGE_CHILDREN``) cannot be used: Linux starts it at
-    the RSS of the process that forked it, so this runner's own memory would
-    be reported. GNU time is a small process, so its child starts near zero.
+    A child's ``ru_maxrss`` seen from this runner cannot be used: Linux
+    starts it at the RSS of the process that forked it, so this runner's
+    own memory would be reported. bench/maxrss.py is a small process, so its
+    child starts near zero.
     """
     stdout_path = log_dir / f"{name}.stdout"
     stderr_path = log_dir / f"{name}.stderr"
-    rss_path = log_dir / f"{name}.maxrss"
-    timed = [GNU_TIME, "-f", "%M", "-o", str(rss_path), *command]
+    usage_path = log_dir / f"{name}.usage.json"
+    timed = [sys.executable, str(MAXRSS), str(usage_path), *command]
+    load_before = os.getloadavg()[0]
     with open(stdout_path, "w") as stdout, open(stderr_path, "w") as stderr:
         began = time.perf_counter()
         returncode = subprocess.run(timed, stdout=stdout, stderr=stderr, cwd=log_dir).returncode
         seconds = time.perf_counter() - began
-    # GNU time writes "Command exited with non-zero status N" before the
-    # figure when the command fails, so the figure is the last line.
-    peak_kib = int(rss_path.read_text().split()[-1])
-    return Measured(seconds, peak_kib * 1024, returncode, stdout_path.read_text(), stderr_path.read_text())
+    usage = json.loads(usage_path.read_text())
+    return Measured(
+        seconds=seconds,
+        peak_rss_bytes=usage["peak_rss_bytes"],
+        cpu_seconds=usage["user_seconds"] + usage["system_seconds"],
+        load_before=load_before,
+        load_after=os.getloadavg()[0],
+        returncode=returncode,
+        stdout=stdout_path.read_text(),
+        stderr=stderr_path.read_text(),
+    )
 
 
 def run_checked(command: list[str], log_dir: Path, name: str) -> Measured:
@@ -128,7 +146,7 @@ def ensure_data(workdir: Path, lines: int, seed: int, lines_per_day: int) -> tup
 
 
 def write_config(folder: Path, format_name: str, log_path: Path, lookback_days: int) -> Path:
-    """Write a gatewatch.yaml for one format; the store is ``events.duckdb`` beside it."""
+    """Write a gatewatch.yaml for one generated format; the store is ``events.duckdb`` beside it."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "gatewatch.yaml"
     # No notifiers: the figures cover ingest and detection, not Slack. The
@@ -138,7 +156,7 @@ def write_config(folder: Path, format_name: str, log_path: Path, lookback_days: 
         "database: events.duckdb\n"
         "sources:\n"
         "  - name: bench\n"
-        f"    format: {format_name}\n"
+        f"    format: {generate.CONNECTORS[format_name]}\n"
         f"    path: {json.dumps(str(log_path))}\n"
         "rules: [builtin]\n"
         "notifiers: []\n"
@@ -184,6 +202,9 @@ def measure_ingest(run_dir: Path, format_name: str, log_path: Path, lookback_day
             "step_seconds": result["seconds"],
             "process_seconds": measured.seconds,
             "peak_rss_bytes": measured.peak_rss_bytes,
+            "cpu_seconds": measured.cpu_seconds,
+            "load_before": measured.load_before,
+            "load_after": measured.load_after,
             "vm_hwm_bytes": result["vm_hwm_bytes"],
             "lines": source["lines"],
             "events": source["events"],
@@ -193,7 +214,8 @@ def measure_ingest(run_dir: Path, format_name: str, log_path: Path, lookback_day
             "database_used_bytes": used,
         })
         print(f"  ingest {format_name} run {index + 1}: {source['seconds']:.1f} s, "
-              f"{source['lines'] / source['seconds']:,.0f} lines/s, peak RSS {measured.peak_rss_bytes / 2**20:,.0f} MiB",
+              f"{source['lines'] / source['seconds']:,.0f} lines/s, peak RSS {measured.peak_rss_bytes / 2**20:,.0f} MiB, "
+              f"CPU {measured.cpu_seconds:.1f} s, load {measured.load_before:.1f}-{measured.load_after:.1f}",
               flush=True)
         if index < repeat - 1:
             (folder / "events.duckdb").unlink()
@@ -210,6 +232,8 @@ def measure_ingest(run_dir: Path, format_name: str, log_path: Path, lookback_day
         "mb_per_second": last["bytes"] / MB / seconds,
         "median_peak_rss_bytes": statistics.median(r["peak_rss_bytes"] for r in runs),
         "max_peak_rss_bytes": max(r["peak_rss_bytes"] for r in runs),
+        "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
+        "load": _load_range(runs),
         "database_bytes": last["database_bytes"],
         "database_bytes_per_million_events": last["database_bytes"] / max(1, last["events"]) * 1_000_000,
         "database_used_bytes": last["database_used_bytes"],
@@ -233,6 +257,9 @@ def measure_evaluation(run_dir: Path, format_name: str, log_path: Path, lookback
         result = json.loads(measured.stdout)
         result["process_seconds"] = measured.seconds
         result["peak_rss_bytes"] = measured.peak_rss_bytes
+        result["cpu_seconds"] = measured.cpu_seconds
+        result["load_before"] = measured.load_before
+        result["load_after"] = measured.load_after
         runs.append(result)
         print(f"  evaluate {format_name} run {index + 1}: {result['seconds']:.1f} s, "
               f"{sum(r['alerts'] for r in result['rules'])} alerts", flush=True)
@@ -249,6 +276,8 @@ def measure_evaluation(run_dir: Path, format_name: str, log_path: Path, lookback
         "median_rule_seconds": per_rule,
         "alerts": sum(r["alerts"] for r in runs[-1]["rules"]),
         "median_peak_rss_bytes": statistics.median(r["peak_rss_bytes"] for r in runs),
+        "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
+        "load": _load_range(runs),
     }
     return summary, folder / "events.duckdb"
 
@@ -281,6 +310,9 @@ def measure_tick(run_dir: Path, format_name: str, log_path: Path, append_path: P
         runs.append({
             "seconds": measured.seconds,
             "peak_rss_bytes": measured.peak_rss_bytes,
+            "cpu_seconds": measured.cpu_seconds,
+            "load_before": measured.load_before,
+            "load_after": measured.load_after,
             "lines": lines,
             "events": events,
             "rejects": rejects,
@@ -296,8 +328,16 @@ def measure_tick(run_dir: Path, format_name: str, log_path: Path, append_path: P
         "lines": runs[-1]["lines"],
         "alerts": runs[-1]["alerts"],
         "median_peak_rss_bytes": statistics.median(r["peak_rss_bytes"] for r in runs),
+        "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
+        "load": _load_range(runs),
     }
     return summary, folder / "events.duckdb"
+
+
+def _load_range(runs: list[dict]) -> list[float]:
+    """Return the lowest and highest 1-minute load average seen around the runs."""
+    loads = [r[key] for r in runs for key in ("load_before", "load_after")]
+    return [min(loads), max(loads)]
 
 
 def measure_startup(log_dir: Path, repeat: int) -> float:
@@ -378,6 +418,12 @@ def check_targets(lines: int, formats: dict[str, dict]) -> list[dict]:
     add("whole built-in pack", "< 60 s", evaluation, "s", evaluation < TARGET_EVALUATION_SECONDS)
     tick = max(f["tick"]["median_seconds"] for f in formats.values())
     add("incremental tick, 1% new lines", "< 5 s", tick, "s", tick < TARGET_TICK_SECONDS)
+    missed_kinds = sorted({kind for f in formats.values() for kind, row in f["quality"]["kinds"].items() if row["missed"]})
+    total_kinds = len({kind for f in formats.values() for kind in f["quality"]["kinds"]})
+    add("every attacker kind found", "0 kinds missed", len(missed_kinds), f"of {total_kinds} kinds missed",
+        not missed_kinds)
+    flagged = max(f["quality"]["false_positive_clients"] for f in formats.values())
+    add("no benign client flagged", "0 clients", flagged, "benign clients flagged", flagged == 0)
     return rows
 
 
@@ -414,10 +460,11 @@ def print_report(result: dict) -> None:
     print()
     print(f"## Ingest from an empty store (median of {result['repeat']})")
     print(table(
-        ["format", "seconds", "lines/s", "MB/s", "peak RSS MiB", "rejects", "DuckDB file MB", "used MB",
-         "file MB per 1M events", "used MB per 1M events"],
+        ["format", "seconds", "lines/s", "MB/s", "CPU s", "load", "peak RSS MiB", "rejects", "DuckDB file MB",
+         "used MB", "file MB per 1M events", "used MB per 1M events"],
         [[name, f"{f['ingest']['median_seconds']:.2f}", f"{f['ingest']['lines_per_second']:,.0f}",
-          f"{f['ingest']['mb_per_second']:.1f}", f"{f['ingest']['max_peak_rss_bytes'] / 2**20:,.0f}",
+          f"{f['ingest']['mb_per_second']:.1f}", f"{f['ingest']['median_cpu_seconds']:.1f}", _load(f["ingest"]),
+          f"{f['ingest']['max_peak_rss_bytes'] / 2**20:,.0f}",
           f"{f['ingest']['rejects']:,}", f"{f['ingest']['database_bytes'] / MB:,.1f}",
           f"{f['ingest']['database_used_bytes'] / MB:,.1f}",
           f"{f['ingest']['database_bytes_per_million_events'] / MB:.1f}",
@@ -428,17 +475,18 @@ def print_report(result: dict) -> None:
     print(f"## Whole built-in pack over the stored events (median of {result['repeat']}; seconds)")
     rule_ids = list(next(iter(formats.values()))["evaluation"]["median_rule_seconds"])
     print(table(
-        ["format", "total", *rule_ids, "alerts"],
+        ["format", "total", *rule_ids, "alerts", "peak RSS MiB", "load"],
         [[name, f"{f['evaluation']['median_seconds']:.2f}",
-          *(f"{f['evaluation']['median_rule_seconds'][r]:.2f}" for r in rule_ids), f["evaluation"]["alerts"]]
+          *(f"{f['evaluation']['median_rule_seconds'][r]:.2f}" for r in rule_ids), f["evaluation"]["alerts"],
+          f"{f['evaluation']['median_peak_rss_bytes'] / 2**20:,.0f}", _load(f["evaluation"])]
          for name, f in formats.items()],
     ))
     print()
     print(f"## Incremental tick: gatewatch run --once after appending 1% (median of {result['repeat']})")
     print(table(
-        ["format", "new lines", "seconds (wall)", "new alerts", "peak RSS MiB"],
-        [[name, f"{f['tick']['lines']:,}", f"{f['tick']['median_seconds']:.2f}", f["tick"]["alerts"],
-          f"{f['tick']['median_peak_rss_bytes'] / 2**20:,.0f}"]
+        ["format", "new lines", "seconds (wall)", "CPU s", "new alerts", "peak RSS MiB", "load"],
+        [[name, f"{f['tick']['lines']:,}", f"{f['tick']['median_seconds']:.2f}", f"{f['tick']['median_cpu_seconds']:.2f}",
+          f["tick"]["alerts"], f"{f['tick']['median_peak_rss_bytes'] / 2**20:,.0f}", _load(f["tick"])]
          for name, f in formats.items()],
     ))
     print(f"process start-up and imports alone: {result['startup_seconds']:.2f} s")
@@ -469,7 +517,41 @@ def _format_measured(target: dict) -> str:
     value = target["measured"]
     if target["unit"] == "lines/s":
         return f"{value:,.0f} lines/s"
+    if isinstance(value, int):
+        return f"{value} {target['unit']}"
     return f"{value:.2f} {target['unit']}"
+
+
+def _load(summary: dict) -> str:
+    low, high = summary["load"]
+    return f"{low:.1f}-{high:.1f}"
+
+
+def print_comparison(before: dict, after: dict) -> None:
+    """Print the figures of two results (two line counts) side by side, per format."""
+    print()
+    sizes = f"{before['data']['lines']:,} vs {after['data']['lines']:,} lines"
+    print(f"## Side by side: {sizes} (medians; load = 1-minute load average around the runs)")
+    rows = []
+    for name, current in after["formats"].items():
+        earlier = before["formats"].get(name)
+        if earlier is None:
+            continue
+        for label, pick in (
+            ("ingest lines/s", lambda f: f"{f['ingest']['lines_per_second']:,.0f}"),
+            ("ingest MB/s", lambda f: f"{f['ingest']['mb_per_second']:.1f}"),
+            ("ingest peak RSS MiB", lambda f: f"{f['ingest']['max_peak_rss_bytes'] / 2**20:,.0f}"),
+            ("ingest load", lambda f: _load(f["ingest"])),
+            ("DuckDB file MB per 1M events", lambda f: f"{f['ingest']['database_bytes_per_million_events'] / MB:.1f}"),
+            ("whole pack seconds", lambda f: f"{f['evaluation']['median_seconds']:.2f}"),
+            ("whole pack peak RSS MiB", lambda f: f"{f['evaluation']['median_peak_rss_bytes'] / 2**20:,.0f}"),
+            ("tick new lines", lambda f: f"{f['tick']['lines']:,}"),
+            ("tick seconds", lambda f: f"{f['tick']['median_seconds']:.2f}"),
+            ("tick peak RSS MiB", lambda f: f"{f['tick']['median_peak_rss_bytes'] / 2**20:,.0f}"),
+            ("tick load", lambda f: _load(f["tick"])),
+        ):
+            rows.append([name, label, pick(earlier), pick(current)])
+    print(table(["format", "figure", f"{before['data']['lines']:,} lines", f"{after['data']['lines']:,} lines"], rows))
 
 
 # ---------------------------------------------------------------- main
@@ -483,7 +565,10 @@ def machine_info() -> dict:
                 break
     with open("/proc/meminfo") as meminfo:
         total_kb = int(next(line for line in meminfo if line.startswith("MemTotal")).split()[1])
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True).stdout.strip()
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""  # no git on this machine
     return {
         "cpu_model": model,
         "cores": os.cpu_count(),
@@ -494,6 +579,7 @@ def machine_info() -> dict:
         "polars": polars.__version__,
         "numpy": numpy.__version__,
         "gatewatch_commit": commit,
+        "load_average_at_start": list(os.getloadavg()),
     }
 
 
@@ -501,23 +587,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, required=True, help="lines per format in the generated log")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is reported")
-    parser.add_argument("--formats", default="combined,nginx_json", help="comma-separated: combined, nginx_json")
+    parser.add_argument("--formats", default=",".join(generate.FORMATS),
+                        help=f"comma-separated, from {', '.join(generate.FORMATS)} (default: all)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "gatewatch-bench",
                         help="folder for data sets, stores and logs (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=generate.DEFAULT_SEED, help="generator seed")
     parser.add_argument("--lines-per-day", type=int, default=generate.DEFAULT_LINES_PER_DAY,
                         help="lines per day of log time (default: %(default)s)")
     parser.add_argument("--output", type=Path, help="JSON result file (default: WORKDIR/results/lines-N.json)")
+    parser.add_argument("--compare", type=Path,
+                        help="an earlier JSON result (such as the 1M run) to print side by side with this one")
     args = parser.parse_args()
     formats = [name.strip() for name in args.formats.split(",") if name.strip()]
     unknown = set(formats) - set(generate.FORMATS)
     if unknown or not formats:
-        parser.error(f"--formats must list combined and/or nginx_json, not {args.formats!r}")
+        parser.error(f"--formats must list some of {', '.join(generate.FORMATS)}, not {args.formats!r}")
     if args.repeat < 1 or args.lines < 1:
         parser.error("--lines and --repeat must be at least 1")
 
-    if not Path(GNU_TIME).exists():
-        raise SystemExit(f"{GNU_TIME} not found; install GNU time (Debian package `time`) to measure peak RSS")
+    if args.compare is not None and not args.compare.is_file():
+        parser.error(f"--compare: no result file at {args.compare}; run bench/run.py with another --lines first")
     workdir = args.workdir.resolve()
     data_dir, truth, generation_seconds = ensure_data(workdir, args.lines, args.seed, args.lines_per_day)
     span_days = generate.span_seconds(args.lines, args.lines_per_day) / 86_400
@@ -572,6 +661,8 @@ def main() -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print_report(result)
+    if args.compare is not None:
+        print_comparison(json.loads(args.compare.read_text()), result)
     print(f"\nresults: {output}")
 
 

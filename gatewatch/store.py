@@ -376,7 +376,9 @@ class Store:
         """Append a polars frame to ``table``, matching columns by name."""
         if frame.height == 0:
             return
-        self.con.register("_gatewatch_frame", frame.to_arrow())
+        # The newest Arrow level keeps polars' string views as they are;
+        # the default converts every string column to a copy.
+        self.con.register("_gatewatch_frame", frame.to_arrow(compat_level=pl.CompatLevel.newest()))
         try:
             self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _gatewatch_frame")
         finally:

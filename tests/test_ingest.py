@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from gatewatch.connectors.base import REJECT_SCHEMA, Connector, ParseResult
 from gatewatch.errors import SourceError
 from gatewatch.events import conform
-from gatewatch.ingest import ingest_source, split_lines
+from gatewatch.ingest import ingest_source, iter_chunks, split_lines
 
 
 class SimpleConnector(Connector):
@@ -157,6 +158,25 @@ def test_ingest_small_chunks_give_same_events(store, tmp_path):
     assert len({row[2] for row in stored(store)}) == 60
 
 
+@pytest.mark.parametrize("chunk_bytes", [7, 30, 1000])
+def test_iter_chunks_line_limit(chunk_bytes):
+    text = b"".join(b"line %d\n" % i for i in range(25)) + b"partial"
+    chunks = list(iter_chunks(io.BytesIO(text), 0, chunk_bytes, finished=False, chunk_lines=4))
+    assert b"".join(chunk.data for chunk in chunks) == text[: text.rindex(b"\n") + 1]
+    assert all(chunk.data.count(b"\n") <= 4 for chunk in chunks)
+    assert all(chunk.data.endswith(b"\n") for chunk in chunks)
+    assert [chunk.offset for chunk in chunks] == [text.index(chunk.data) for chunk in chunks]
+    if chunk_bytes == 1000:
+        assert [chunk.data.count(b"\n") for chunk in chunks] == [4, 4, 4, 4, 4, 4, 1]
+
+
+def test_iter_chunks_finished_last_line():
+    text = b"a\nb\nc\nno newline"
+    chunks = list(iter_chunks(io.BytesIO(text), 10, 1000, finished=True, chunk_lines=2))
+    assert [chunk.data for chunk in chunks] == [b"a\nb\n", b"c\nno newline"]
+    assert [chunk.offset for chunk in chunks] == [10, 14]
+
+
 def test_ingest_missing_path_raises_clear_error(store, tmp_path):
     with pytest.raises(SourceError, match="no file matches"):
         ingest(store, tmp_path / "missing")
@@ -176,6 +196,43 @@ def test_split_lines_crlf_and_blank(tmp_path):
     frame = split_lines(b"a\r\n\nb\n", 100)
     assert frame["line"].to_list() == ["a", "b"]
     assert frame["offset"].to_list() == [100, 104]
+
+
+@pytest.mark.parametrize(
+    ("chunk", "lines", "offsets"),
+    [
+        ("caf\u00e9 \u00fc\n  \nx\r\n".encode(), ["caf\u00e9 \u00fc", "x"], [0, 12]),
+        (b"bad \xff\xfe byte\nok\n", ["bad \\xff\\xfe byte", "ok"], [0, 12]),
+        (b"no newline at end", ["no newline at end"], [0]),
+        (b"\n\n", [], []),
+    ],
+)
+def test_split_lines_encodings(chunk, lines, offsets):
+    frame = split_lines(chunk, 0)
+    assert frame["line"].to_list() == lines
+    assert frame["offset"].to_list() == offsets
+
+
+class FailingConnector(SimpleConnector):
+    """SimpleConnector that raises on a chunk containing the path /boom."""
+
+    def parse(self, lines: pl.DataFrame) -> ParseResult:
+        if lines["line"].str.contains("/boom", literal=True).any():
+            raise ValueError("parser failure on /boom")
+        return super().parse(lines)
+
+
+def test_ingest_parse_failure_keeps_earlier_chunks(store, tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text("".join(line(s, f"/p{s}") for s in range(10)) + line(10, "/boom") + line(11, "/after"))
+    with pytest.raises(ValueError, match="/boom"):
+        ingest_source(store, "web", "simple", FailingConnector(), [str(log)], 100)
+    committed = count(store)
+    assert 0 < committed < 12
+    report = ingest(store, tmp_path, chunk_bytes=100)
+    assert report.events == 12 - committed
+    assert count(store) == 12
+    assert len({row[2] for row in stored(store)}) == 12
 
 
 def test_ingest_damaged_gzip_keeps_other_files(store, tmp_path):
