@@ -836,3 +836,17 @@ def test_registry_rejects_name_clash(fresh_registry):
     connector_names()
     with pytest.raises(ValueError, match="already used by CombinedConnector"):
         registry.register_connector(Clash)
+
+
+def test_combined_escaped_trailing_field_beside_plain_lines():
+    # One line's trailing field holds a backslash escape; the others do not.
+    lines = [
+        '192.0.2.1 - - [10/Oct/2024:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8" "\\x80\\x41" 0.005',
+        '192.0.2.2 - - [10/Oct/2024:13:55:37 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8" "198.51.100.9" 0.010',
+    ]
+    result = parse(*lines, trailing_fields=["http_x_forwarded_for", "request_time"])
+    assert result.rejects.height == 0
+    rows = event_rows(result.events)
+    assert rows[0]["forwarded_for"] == "\\x80A"
+    assert rows[1]["forwarded_for"] == "198.51.100.9"
+    assert rows[1]["duration_ms"] == 10.0

@@ -532,7 +532,17 @@ def _split_trailing_fields(rest: pl.Series, named_count: int) -> pl.DataFrame:
     if positions.len() > 0:
         # NOTE: Python runs only for trailing fields that contain a backslash.
         decoded = [[unescape_log_text(text) for text in row] for row in unquoted.gather(positions).to_list()]
-        unquoted = unquoted.scatter(positions, pl.Series(decoded, dtype=pl.List(pl.String)))
+        # Series.scatter does not take list values, so the decoded rows are joined back by index.
+        replacements = pl.DataFrame(
+            {"_row": positions.cast(pl.UInt32), "_decoded": pl.Series(decoded, dtype=pl.List(pl.String))}
+        )
+        unquoted = (
+            pl.DataFrame({"_fields": unquoted})
+            .with_row_index("_row")
+            .join(replacements, on="_row", how="left", maintain_order="left")
+            .select(pl.coalesce("_decoded", "_fields"))
+            .to_series()
+        )
     unnamed = pl.col("_trailing").list.slice(named_count)
     return pl.DataFrame({"_trailing": unquoted}).with_columns(
         _extra_fields=pl.when(unnamed.list.len() > 0).then(unnamed)
