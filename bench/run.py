@@ -377,11 +377,14 @@ def detection_quality(store: Path, truth: dict) -> dict:
         row["other_rule_alerts"] += sum(
             count for rule, ip, count in alerts if ip == attacker["client_ip"] and rule != attacker["rule"]
         )
+    # Alerts without a client (traffic-wide spikes and surges) name no one, so
+    # they are listed on their own instead of as flagged benign clients.
     false_positives = [
         {"rule": rule, "client_ip": ip, "alerts": count, "near_miss": near_miss_ips.get(ip, {}).get("kind")}
         for rule, ip, count in alerts
-        if ip not in attacker_ips
+        if ip is not None and ip not in attacker_ips
     ]
+    traffic_wide = {rule: count for rule, ip, count in alerts if ip is None}
     return {
         "kinds": kinds,
         "missed": missed,
@@ -389,6 +392,7 @@ def detection_quality(store: Path, truth: dict) -> dict:
         "false_positive_alerts": sum(fp["alerts"] for fp in false_positives),
         "false_positive_clients": len({fp["client_ip"] for fp in false_positives}),
         "false_positives": false_positives,
+        "traffic_wide_alerts": traffic_wide,
         "near_misses": len(truth["near_misses"]),
         "near_misses_alerting": len({fp["client_ip"] for fp in false_positives if fp["near_miss"]}),
     }
@@ -502,6 +506,9 @@ def print_report(result: dict) -> None:
         print(f"false positives: {quality['false_positive_alerts']} alerts on {quality['false_positive_clients']} "
               f"clients outside the ground truth; near misses alerting: {quality['near_misses_alerting']} of "
               f"{quality['near_misses']}")
+        if quality.get("traffic_wide_alerts"):
+            listed = ", ".join(f"{rule} ({count})" for rule, count in quality["traffic_wide_alerts"].items())
+            print(f"traffic-wide alerts, with no client: {listed}")
         for fp in quality["false_positives"][:20]:
             print(f"  {fp['rule']} on {fp['client_ip']} ({fp['alerts']} alerts)"
                   + (f", near miss: {fp['near_miss']}" if fp["near_miss"] else ""))
