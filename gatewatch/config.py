@@ -78,6 +78,9 @@ class SourceConfig(StrictModel):
     options: dict[str, Any] = Field(default_factory=dict)
     # Connection settings of an S3 source; optional, because the defaults use the AWS chain.
     s3: S3Options | None = None
+    # How far behind the newest event of any source this source's events may
+    # arrive, such as logs delivered in batches; default `engine.allowed_lateness`.
+    allowed_lateness: Duration | None = None
 
     @model_validator(mode="after")
     def _s3_paths_consistent(self) -> SourceConfig:
@@ -216,6 +219,12 @@ class Config(StrictModel):
                 "fingerprint_key_env",
             )
         return value.encode("utf-8")
+
+    @property
+    def lateness(self) -> timedelta:
+        """Return how long windows stay open after the newest event: the largest lateness of any source."""
+        overrides = [source.allowed_lateness for source in self.sources if source.allowed_lateness is not None]
+        return max([self.engine.allowed_lateness, *overrides])
 
     def error(self, message: str, *location: str | int) -> GatewatchError:
         """Build a ConfigError that points at ``location`` in the config file."""

@@ -310,7 +310,7 @@ def _late_event_warnings(store: Store, since: datetime, source: str) -> list[Gat
         GatewatchError(
             f"source {source!r}: {count} events (from {oldest.isoformat()}) arrived after rules had "
             f"evaluated up to {evaluated_to.isoformat()}, so no rule counts them; if this source lags "
-            "behind the others, raise `engine.allowed_lateness`"
+            "behind the others, set its `allowed_lateness` to how far it lags"
         )
     ]
 
@@ -322,7 +322,7 @@ def evaluate_step(
     config: Config, store: Store, rules: list[CompiledRule], stop: StopCheck = _never
 ) -> tuple[list[RuleReport], list[GatewatchError]]:
     """Evaluate each enabled rule up to the watermark; ``stop`` is checked between rules."""
-    settings = EvaluationSettings.from_config(config.engine)
+    settings = EvaluationSettings.from_config(config.engine, config.lateness)
     reports: list[RuleReport] = []
     errors: list[GatewatchError] = []
     for rule in rules:

@@ -316,3 +316,66 @@ def test_cli_alerts_show_lists_digest_members(tmp_path):
     assert "alerts in this catch-up digest (4):" in show_result.stdout
     for hour in range(4):
         assert f"client_ip=203.0.113.{hour}" in show_result.stdout
+
+
+def _lagging_source_project(tmp_path: Path, lateness: str | None) -> Path:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "rule.yaml").write_text(
+        "id: burst\ntitle: Burst\nseverity: high\ntype: aggregate\ngroup_by: [client_ip]\n"
+        "window: 5m\nevery: 1m\nhaving: count(*) >= 3\n"
+    )
+    live = "".join(
+        f'192.0.2.1 - - [03/Nov/2026:10:{minute:02d}:00 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"\n'
+        for minute in range(0, 21, 3)
+    )
+    (tmp_path / "live.log").write_text(live)
+    (tmp_path / "batch.log").write_text("")
+    batch_lateness = f"    allowed_lateness: {lateness}\n" if lateness else ""
+    (tmp_path / "gatewatch.yaml").write_text(
+        "database: gw.duckdb\nrules: [rules]\nnotifiers: []\nsources:\n"
+        "  - name: live\n    format: combined\n    path: live.log\n"
+        f"  - name: batch\n    format: combined\n    path: batch.log\n{batch_lateness}"
+    )
+    return tmp_path
+
+
+def _deliver_batch(root: Path) -> None:
+    """Write the batch source's lines for 10:05 and move the live source on to 10:45."""
+    with (root / "live.log").open("a") as live:
+        live.writelines(
+            f'192.0.2.1 - - [03/Nov/2026:10:{minute:02d}:00 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"\n'
+            for minute in range(24, 46, 3)
+        )
+    (root / "batch.log").write_text(
+        "".join(
+            f'203.0.113.9 - - [03/Nov/2026:10:05:{second:02d} +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"\n'
+            for second in (10, 20, 30)
+        )
+    )
+
+
+def _alerted_clients(root: Path) -> list[str]:
+    import duckdb
+
+    with duckdb.connect(str(root / "gw.duckdb"), read_only=True) as con:
+        return [row[0] for row in con.execute("SELECT group_key->>'client_ip' FROM alerts").fetchall()]
+
+
+def test_cli_source_lateness_waits_for_batches(tmp_path):
+    root = _lagging_source_project(tmp_path, "20m")
+    assert gatewatch("run", "--once", cwd=root).returncode == 0
+    _deliver_batch(root)
+    result = gatewatch("run", "--once", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert _alerted_clients(root) == ["203.0.113.9"]
+
+
+def test_cli_source_without_lateness_reports_late(tmp_path):
+    root = _lagging_source_project(tmp_path, None)
+    assert gatewatch("run", "--once", cwd=root).returncode == 0
+    _deliver_batch(root)
+    result = gatewatch("run", "--once", cwd=root)
+    assert result.returncode == 3
+    assert "source 'batch'" in result.stderr
+    assert "set its `allowed_lateness`" in result.stderr
+    assert _alerted_clients(root) == []

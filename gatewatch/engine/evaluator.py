@@ -46,10 +46,10 @@ class EvaluationSettings:
     catch_up_max_alerts: int = 5
 
     @classmethod
-    def from_config(cls, engine: Any) -> EvaluationSettings:
-        """Build the settings from the config's `engine:` section."""
+    def from_config(cls, engine: Any, lateness: timedelta | None = None) -> EvaluationSettings:
+        """Build the settings from the config's `engine:` section; ``lateness`` overrides its allowed_lateness."""
         return cls(
-            lateness=engine.allowed_lateness,
+            lateness=engine.allowed_lateness if lateness is None else lateness,
             new_rule_lookback=engine.new_rule_lookback,
             evidence_rows=engine.evidence_rows,
             catch_up_after=engine.catch_up_after,
