@@ -33,7 +33,7 @@ from lab.gateway import GatewayFiles, GatewayInstall, GatewayMissing, find_insta
 from lab.run import send_traffic  # noqa: E402
 from lab.stack import LabStack  # noqa: E402
 from lab.traffic import DEFAULT_SEED, plan_actors  # noqa: E402
-from lab.truth import AuditEntry, read_audit_log, score, unowned_alerts  # noqa: E402
+from lab.truth import AuditEntry, alert_belongs_to, read_audit_log, score, unowned_alerts  # noqa: E402
 from lab.watch import (  # noqa: E402
     SLACK_CHANNEL,
     SLACK_TOKEN_ENV,
@@ -124,6 +124,25 @@ def test_lab_traffic_plan_is_seeded():
     second = plan_actors(DEFAULT_SEED)
     assert [actor.requests for actor in first] == [actor.requests for actor in second]
     assert [actor.requests for actor in plan_actors(DEFAULT_SEED + 1)] != [actor.requests for actor in first]
+
+
+ATTRIBUTION_CASES = [
+    ({"client_ip": "203.0.113.10"}, True),
+    ({"client_ip": "203.0.113.11"}, False),
+    ({"network": "203.0.113.0/24"}, True),
+    ({"network": "198.18.7.0/24"}, False),
+    ({"network": "2001:db8::/48"}, False),
+    ({"user_agent": "python-requests/2.31.0"}, True),
+    ({"user_agent": "curl/8.5.0"}, False),
+    ({"source": "edge"}, False),
+]
+
+
+@pytest.mark.parametrize(("group_key", "belongs"), ATTRIBUTION_CASES)
+def test_lab_alert_attribution(group_key, belongs):
+    actor = {"addresses": ["203.0.113.10"], "user_agents": ["python-requests/2.31.0"]}
+    alert = {"group_key": group_key, "client_ip": group_key.get("client_ip")}
+    assert alert_belongs_to(actor, alert) is belongs
 
 
 def test_lab_traffic_sent_in_full(lab_run):
@@ -227,7 +246,7 @@ def test_lab_normal_client_quiet(lab_run, reports, access_format, name):
 
 
 @pytest.mark.parametrize("access_format", ACCESS_FORMATS)
-def test_lab_no_alert_on_unknown_address(lab_run, reports, access_format):
+def test_lab_no_alert_without_actor(lab_run, reports, access_format):
     assert unowned_alerts(lab_run.truth, reports[access_format].alerts) == []
 
 
@@ -266,7 +285,7 @@ def test_lab_requests_counted_once(lab_run, reports, rule):
     )
     assert alerts
     for client_ip, window_start, window_end, measures in alerts:
-        # A window ending at t holds the events with t - window < ts <= t.
+        # A window ending at t contains the events with t - window < ts <= t.
         access_events = query(
             path,
             f"SELECT count(*) FROM events WHERE source = 'edge' AND client_ip = ? AND ts > ? AND ts <= ? AND {condition}",
