@@ -43,7 +43,10 @@ def send_traffic(stack: LabStack, run_dir: Path, seed: int, max_seconds: float) 
         "json_log": str(stack.files.json_log),
         "audit_log": str(stack.files.audit_log),
     }
-    header = "# Written by lab/traffic.py. expected: now (must alert), later (not yet caught), never (normal).\n"
+    header = (
+        "# Written by lab/traffic.py. expected: now (must alert with every rule in rules), later (not yet "
+        "caught), never (normal).\n# allowed: rules that may also alert on the actor, with the reason.\n"
+    )
     (run_dir / GROUND_TRUTH_NAME).write_text(header + yaml.safe_dump(truth, sort_keys=False))
     return truth
 
@@ -69,7 +72,7 @@ def print_outcome(console: Console, truth: dict[str, Any], report: WatchReport) 
         table.add_row(outcome.name, outcome.kind, outcome.expected, ", ".join(sorted(outcome.fired)) or "-", outcome.verdict)
     console.print(table)
     for alert in unowned_alerts(truth, report.alerts):
-        console.print(f"alert on an address no actor used: {alert['rule']} {alert['client_ip']}", markup=False)
+        console.print(f"alert that belongs to no actor: {alert['rule']} {alert['group_key']}", markup=False)
     for error in report.errors:
         console.print(f"gatewatch: {error}", markup=False, style="red")
 

@@ -7,11 +7,12 @@ keep-alive connections (``http.client``) to the gateway. A client stands
 for the address it sends in ``X-Forwarded-For``; the gateway trusts that
 header from 127.0.0.1.
 
-``run_traffic`` returns the ground truth, with per actor its addresses and
-the status codes it received. ``expected: now`` lists the rules that must
-alert on the actor. ``expected: later`` marks an attack that the current
-rule pack cannot catch yet, and ``expected: never`` a normal client that no
-rule may flag.
+``run_traffic`` returns the ground truth, with per actor its addresses,
+user agents and the status codes it received. ``expected: now`` lists the
+rules that must alert on the actor, and ``allowed`` the rules that may also
+alert on it, each with the reason. ``expected: later`` marks an attack that
+the current rule pack cannot catch yet, and ``expected: never`` a normal
+client that no rule may flag.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, l
 SAFARI = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Safari/605.1.15"
 MOBILE_APP = "ShopApp/5.12.0 (Android 14; SM-S918B; build:5120) okhttp/4.12.0"
 SCRIPT = "python-requests/2.31.0"
+PROXY_POOL_TOOL = "python-httpx/0.27.0"
 
 # Search terms of normal shoppers, with apostrophes, "<" and SQL words that
 # neither CRS (paranoia level 1) nor the url-injection rule may flag.
@@ -117,6 +119,8 @@ class Actor:
     rules: list[str]
     note: str
     requests: list[PlannedRequest]
+    # Rules that may alert on this actor besides `rules`, each with the reason.
+    allowed: dict[str, str] = field(default_factory=dict)
     # Pause after each request, per thread, in seconds.
     pause: float = 0.0
     threads: int = 1
@@ -129,13 +133,19 @@ class Actor:
     def addresses(self) -> list[str]:
         return sorted({request.address for request in self.requests}, key=_address_key)
 
+    @property
+    def user_agents(self) -> list[str]:
+        return sorted({request.user_agent for request in self.requests})
+
     def ground_truth(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "expected": self.expected,
             "rules": list(self.rules),
+            "allowed": dict(self.allowed),
             "addresses": self.addresses,
+            "user_agents": self.user_agents,
             "planned": len(self.requests),
             "sent": sum(self.statuses.values()) + sum(self.errors.values()),
             "statuses": {int(status): count for status, count in sorted(self.statuses.items())},
@@ -223,12 +233,18 @@ def _normal_actors(rng: random.Random) -> list[Actor]:
             app.append(_orders(address, MOBILE_APP, "frank"))
     actors.append(Actor("mobile-app", "api client", "never", [], "A phone app signed in as frank.", app, pause=0.05))
 
+    # The partner carries 120 of the shop's products and reads them in the
+    # order of its own item list, which has nothing to do with the shop's ids.
+    # NOTE: a job that reads ids in ascending order raises object-id-enumeration,
+    # a false positive that rule documents; allow-list such a job's address.
     address = "198.51.100.30"
     agent = "acme-erp-sync/2.4"
-    sync = [_get(address, agent, f"/api/v1/products/{product}") for product in range(1, 121)]
+    carried = rng.sample(range(1, CATALOGUE_SIZE + 1), 120)
+    sync = [_get(address, agent, f"/api/v1/products/{product}") for product in carried]
     actors.append(
         Actor("partner-sync", "api client", "never", [],
-              "A partner reads 120 products by id, below the scraping threshold of 150.", sync, pause=0.01)
+              "A partner reads the 120 products it carries, in its own item order: below the scraping "
+              "threshold of 150 distinct products.", sync, pause=0.01)
     )
 
     address = "198.51.100.40"
@@ -252,33 +268,44 @@ def _attackers(rng: random.Random) -> list[Actor]:
     address = "203.0.113.10"
     accounts = _leaked_accounts(rng, 39, "user")
     stuffing = [_login(address, SCRIPT, user, f"Leaked-{rng.randrange(1000, 9999)}") for user in accounts]
-    stuffing.insert(rng.randrange(len(stuffing)), _login(address, SCRIPT, "erin", ACCOUNTS["erin"]))
+    # erin's leaked password works on the 36th attempt. Two connections with
+    # a 0.1 s pause send at most 20 logins a second, so at least 15 failures
+    # fall in an earlier second than the success, also in logs that keep
+    # whole seconds only.
+    stuffing.insert(35, _login(address, SCRIPT, "erin", ACCOUNTS["erin"]))
     actors.append(
-        Actor("stuffing-fast", "credential stuffing (fast)", "now", ["credential-stuffing"],
-              "40 logins over 40 accounts from one address in seconds; one succeeds (erin).", stuffing, threads=2)
+        Actor("stuffing-fast", "credential stuffing (fast)", "now",
+              ["credential-stuffing", "credential-stuffing-slow", "login-failures-then-success"],
+              "40 logins over 40 accounts from one address in about 2 s; the 36th succeeds (erin). "
+              "The hourly rule counts the same failures.", stuffing, pause=0.1, threads=2)
     )
 
     address = "203.0.113.11"
-    slow = [_login(address, SCRIPT, user, "Summer2026!") for user in _leaked_accounts(rng, 12, "member")]
+    slow = [_login(address, SCRIPT, user, "Summer2026!") for user in _leaked_accounts(rng, 36, "member")]
     actors.append(
-        Actor("stuffing-slow", "credential stuffing (slow)", "later", [],
-              "12 logins over 12 accounts, one per second: below the 20-failure threshold of any window.",
-              slow, pause=1.0)
+        Actor("stuffing-slow", "credential stuffing (slow)", "now", ["credential-stuffing-slow"],
+              "36 logins over 36 accounts: an hour's worth for the hourly rule, sent one per 0.3 s.",
+              slow, pause=0.3,
+              allowed={"credential-stuffing": "the lab sends the hour's attempts within seconds, so the "
+                                              "10-minute window sees them all"})
     )
 
+    # A rented proxy pool in one provider's /24, with its own tool.
     distributed = []
     for index, user in enumerate(_leaked_accounts(rng, 48, "client")):
-        distributed.append(_login(f"203.0.113.{100 + index // 2}", SCRIPT, user, "Winter2025!"))
+        distributed.append(_login(f"198.18.7.{100 + index // 2}", PROXY_POOL_TOOL, user, "Winter2025!"))
     actors.append(
-        Actor("stuffing-distributed", "credential stuffing (distributed)", "later", [],
-              "48 logins over 48 accounts from 24 addresses, two each.", distributed, pause=0.05, threads=2)
+        Actor("stuffing-distributed", "credential stuffing (distributed)", "now",
+              ["credential-stuffing-network", "password-spraying-user-agent"],
+              "48 logins over 48 accounts from 24 addresses of 198.18.7.0/24, two each, one user agent.",
+              distributed, pause=0.05, threads=2)
     )
 
     address = "203.0.113.20"
     agent = "Mozilla/5.0 (compatible; PriceBot/1.3)"
     scrape = [_get(address, agent, f"/api/v1/products/{product}") for product in range(1, 201)]
     actors.append(
-        Actor("scraper", "scraping", "now", ["scraping"],
+        Actor("scraper", "scraping", "now", ["scraping", "object-id-enumeration"],
               f"Products 1 to 200 in order; ids above {CATALOGUE_SIZE} return 404.", scrape)
     )
 
@@ -290,14 +317,15 @@ def _attackers(rng: random.Random) -> list[Actor]:
         else:
             flood.append(_get(address, SCRIPT, "/"))
     actors.append(
-        Actor("flood", "request flood", "now", ["request-flood"],
-              "1,200 requests as fast as four connections allow.", flood, threads=4)
+        Actor("flood", "request flood", "now", ["request-flood", "expensive-endpoint-hammered"],
+              "1,200 requests as fast as four connections allow, 80% of them searches.", flood, threads=4)
     )
 
     token = [_orders(f"203.0.113.{40 + index % 5}", SCRIPT, "dana") for index in range(15)]
     actors.append(
         Actor("token-replay", "token used from several addresses", "later", [],
-              "dana's bearer token used from five addresses besides her own.", token, pause=0.1)
+              "dana's bearer token used from five addresses besides her own. No rule sees it: the access "
+              "logs carry no credential, and the audit log records only 5xx and 4xx answers other than 404.", token, pause=0.1)
     )
 
     address = "203.0.113.50"
@@ -312,7 +340,7 @@ def _attackers(rng: random.Random) -> list[Actor]:
     address = "203.0.113.51"
     passing = [_get(address, FIREFOX, target) for target in PASSING_PAYLOADS]
     actors.append(
-        Actor("injection-passing", "injection (passed by CRS)", "now", ["url-injection"],
+        Actor("injection-passing", "injection (passed by CRS)", "now", ["url-injection", "injection-passed-waf"],
               "Quote-and-comment payloads that CRS lets through at paranoia level 1.", passing,
               pause=0.1, waf_blocks="none")
     )

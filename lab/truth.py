@@ -1,11 +1,15 @@
 """Compare gatewatch's alerts with the generator's ground truth, and read CRS blocks.
 
-The ground truth lists actors; an alert belongs to an actor when its
-``client_ip`` is one of the actor's addresses.
+The ground truth lists actors. An alert belongs to every actor that its
+group key names: by ``client_ip`` (one of the actor's addresses), by
+``network`` (a network that contains one of them) or by ``user_agent`` (one
+of the actor's user agents). Alerts grouped by anything else, such as a log
+source, belong to no actor.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +27,8 @@ class ActorOutcome:
     expected: str
     rules: list[str]
     fired: set[str] = field(default_factory=set)
+    # Rules the ground truth allows besides `rules`, with the reason.
+    allowed: dict[str, str] = field(default_factory=dict)
 
     @property
     def missing(self) -> set[str]:
@@ -30,7 +36,7 @@ class ActorOutcome:
 
     @property
     def unexpected(self) -> set[str]:
-        return self.fired - set(self.rules)
+        return self.fired - set(self.rules) - set(self.allowed)
 
     @property
     def verdict(self) -> str:
@@ -41,20 +47,34 @@ class ActorOutcome:
         return "caught" if not self.missing else "missed"
 
 
+def alert_belongs_to(actor: dict[str, Any], alert: dict[str, Any]) -> bool:
+    """Return whether the group key of ``alert`` names ``actor``."""
+    key = alert["group_key"]
+    if "client_ip" in key:
+        return key["client_ip"] in actor["addresses"]
+    if "network" in key:
+        network = ipaddress.ip_network(key["network"], strict=False)
+        return any(ipaddress.ip_address(address) in network for address in actor["addresses"])
+    if "user_agent" in key:
+        return key["user_agent"] in actor["user_agents"]
+    return False
+
+
 def score(truth: dict[str, Any], alerts: list[dict[str, Any]]) -> list[ActorOutcome]:
     """Return one outcome per actor of ``truth`` for the given alerts."""
     outcomes = []
     for actor in truth["actors"]:
-        addresses = set(actor["addresses"])
-        fired = {alert["rule"] for alert in alerts if alert["client_ip"] in addresses}
-        outcomes.append(ActorOutcome(actor["name"], actor["kind"], actor["expected"], list(actor["rules"]), fired))
+        fired = {alert["rule"] for alert in alerts if alert_belongs_to(actor, alert)}
+        outcomes.append(
+            ActorOutcome(actor["name"], actor["kind"], actor["expected"], list(actor["rules"]), fired,
+                         dict(actor.get("allowed", {})))
+        )
     return outcomes
 
 
 def unowned_alerts(truth: dict[str, Any], alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Return alerts whose client address belongs to no actor."""
-    addresses = {address for actor in truth["actors"] for address in actor["addresses"]}
-    return [alert for alert in alerts if alert["client_ip"] not in addresses]
+    """Return alerts that belong to no actor."""
+    return [alert for alert in alerts if not any(alert_belongs_to(actor, alert) for actor in truth["actors"])]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ hour.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -106,6 +107,7 @@ def _close_windows(config: Config, console: Console) -> tuple[DeliveryReport | N
 
     This treats the logs as finished: a live deployment closes these windows
     when later traffic moves the watermark, which the lab does not wait for.
+    Flatline rules are skipped, because no later traffic will come.
     NOTE: it moves each rule's evaluated_to past the newest event, so lines
     appended to the same logs afterwards would be reported as late.
     """
@@ -122,7 +124,10 @@ def _close_windows(config: Config, console: Console) -> tuple[DeliveryReport | N
         if newest is None:
             return None, errors
         for rule in rule_set.rules:
-            if rule.rule.enabled:
+            # A flatline rule fires on a source that stays silent while the
+            # watermark moves on. Here every source has ended, so evaluating
+            # past the newest event would report each of them as silent.
+            if rule.rule.enabled and rule.rule.type != "flatline":
                 until = newest + timedelta(microseconds=rule.window_us + rule.every_us)
                 evaluate_rule(store, rule, notifier_names, settings, until=until)
         notifiers = {n.name: build_notifier(n, console) for n in config.notifiers}
@@ -130,9 +135,14 @@ def _close_windows(config: Config, console: Console) -> tuple[DeliveryReport | N
 
 
 def stored_alerts(database: Path) -> list[dict[str, Any]]:
-    """Return every alert in the store as rule id, client address, alert id and summary."""
+    """Return every alert in the store as rule id, group key, client address, alert id and summary."""
     with Store(database) as store:
         rows = store.con.execute(
-            "SELECT alert_id, rule_id, group_key->>'client_ip', summary FROM alerts ORDER BY rule_id, alert_id"
+            "SELECT alert_id, rule_id, CAST(group_key AS VARCHAR), summary FROM alerts ORDER BY rule_id, alert_id"
         ).fetchall()
-    return [{"alert_id": a, "rule": r, "client_ip": ip, "summary": s} for a, r, ip, s in rows]
+    alerts = []
+    for alert_id, rule_id, group_key, summary in rows:
+        key = json.loads(group_key)
+        alerts.append({"alert_id": alert_id, "rule": rule_id, "group_key": key, "client_ip": key.get("client_ip"),
+                       "summary": summary})
+    return alerts

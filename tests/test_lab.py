@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from lab.gateway import GatewayFiles, GatewayInstall, GatewayMissing, find_insta
 from lab.run import send_traffic  # noqa: E402
 from lab.stack import LabStack  # noqa: E402
 from lab.traffic import DEFAULT_SEED, plan_actors  # noqa: E402
-from lab.truth import AuditEntry, read_audit_log, score, unowned_alerts  # noqa: E402
+from lab.truth import AuditEntry, alert_belongs_to, read_audit_log, score, unowned_alerts  # noqa: E402
 from lab.watch import (  # noqa: E402
     SLACK_CHANNEL,
     SLACK_TOKEN_ENV,
@@ -125,6 +126,25 @@ def test_lab_traffic_plan_is_seeded():
     assert [actor.requests for actor in plan_actors(DEFAULT_SEED + 1)] != [actor.requests for actor in first]
 
 
+ATTRIBUTION_CASES = [
+    ({"client_ip": "203.0.113.10"}, True),
+    ({"client_ip": "203.0.113.11"}, False),
+    ({"network": "203.0.113.0/24"}, True),
+    ({"network": "198.18.7.0/24"}, False),
+    ({"network": "2001:db8::/48"}, False),
+    ({"user_agent": "python-requests/2.31.0"}, True),
+    ({"user_agent": "curl/8.5.0"}, False),
+    ({"source": "edge"}, False),
+]
+
+
+@pytest.mark.parametrize(("group_key", "belongs"), ATTRIBUTION_CASES)
+def test_lab_alert_attribution(group_key, belongs):
+    actor = {"addresses": ["203.0.113.10"], "user_agents": ["python-requests/2.31.0"]}
+    alert = {"group_key": group_key, "client_ip": group_key.get("client_ip")}
+    assert alert_belongs_to(actor, alert) is belongs
+
+
 def test_lab_traffic_sent_in_full(lab_run):
     assert lab_run.truth["timed_out"] is False
     for actor in lab_run.truth["actors"]:
@@ -209,6 +229,15 @@ def test_lab_attacker_alerted(lab_run, reports, access_format, name):
     assert outcome.unexpected == set()
 
 
+@pytest.mark.parametrize("name", [actor.name for actor in ACTORS if actor.allowed])
+def test_lab_allowed_rules_have_reasons(lab_run, name):
+    """A rule allowed besides the expected ones names why it may fire, and is not expected too."""
+    actor = actor_truth(lab_run, name)
+    for rule, reason in actor["allowed"].items():
+        assert rule not in actor["rules"], rule
+        assert reason.strip(), rule
+
+
 @pytest.mark.parametrize("access_format", ACCESS_FORMATS)
 @pytest.mark.parametrize("name", NORMAL_CLIENTS)
 def test_lab_normal_client_quiet(lab_run, reports, access_format, name):
@@ -217,7 +246,7 @@ def test_lab_normal_client_quiet(lab_run, reports, access_format, name):
 
 
 @pytest.mark.parametrize("access_format", ACCESS_FORMATS)
-def test_lab_no_alert_on_unknown_address(lab_run, reports, access_format):
+def test_lab_no_alert_without_actor(lab_run, reports, access_format):
     assert unowned_alerts(lab_run.truth, reports[access_format].alerts) == []
 
 
@@ -229,6 +258,40 @@ def test_lab_attack_expected_later(lab_run, reports, name):
     outcome = next(o for o in score(lab_run.truth, reports["combined"].alerts) if o.name == name)
     if not outcome.fired:
         pytest.xfail(f"{name} ({outcome.kind}) raised no alert yet; the ground truth expects a later rule")
+
+
+# Per rule: the measure that counts requests, and which access log events it
+# must equal within the alert's window.
+COUNTED_ONCE = {
+    "credential-stuffing": ("failures", "path = '/api/v1/auth/token' AND status IN (401, 403)"),
+    "credential-stuffing-slow": ("failures", "path = '/api/v1/auth/token' AND status IN (401, 403)"),
+    "waf-blocks-repeated": ("blocks", "status = 403"),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(COUNTED_ONCE))
+def test_lab_requests_counted_once(lab_run, reports, rule):
+    """A request in both the access log and the audit log counts once."""
+    if not audit_connector_available():
+        pytest.skip("no modsecurity connector is registered; the audit log is not ingested")
+    path = database(lab_run, "combined")
+    assert query(path, "SELECT count(*) FROM events WHERE source = 'waf'")[0][0] > 0
+    measure, condition = COUNTED_ONCE[rule]
+    alerts = query(
+        path,
+        "SELECT group_key->>'client_ip', window_start, window_end, CAST(measures AS VARCHAR) FROM alerts "
+        "WHERE rule_id = ?",
+        [rule],
+    )
+    assert alerts
+    for client_ip, window_start, window_end, measures in alerts:
+        # A window ending at t contains the events with t - window < ts <= t.
+        access_events = query(
+            path,
+            f"SELECT count(*) FROM events WHERE source = 'edge' AND client_ip = ? AND ts > ? AND ts <= ? AND {condition}",
+            [client_ip, window_start, window_end],
+        )[0][0]
+        assert json.loads(measures)[measure] == access_events, client_ip
 
 
 def crs_blocks_of(actor: dict[str, Any], audit_entries: list[AuditEntry]) -> list[AuditEntry]:
@@ -280,13 +343,22 @@ def test_lab_audit_events_join_access_events(lab_run, reports, audit_entries):
     assert blocked_ids <= {row[0] for row in rows}
 
 
+def posted_alert_ids(slack: SlackStandin) -> list[str]:
+    """Return the alert id of each alert message, and the ids each digest message lists."""
+    ids = []
+    for message in slack.messages:
+        payload = (message.get("metadata") or {}).get("event_payload", {})
+        if "digest_id" in payload:
+            ids.extend(re.findall(r"\b[0-9a-f]{16}\b", json.dumps(message["blocks"])))
+        else:
+            ids.append(payload.get("alert_id"))
+    return ids
+
+
 def test_lab_alerts_posted_to_slack(reports, slack):
     stored = sorted(alert["alert_id"] for alert in reports["combined"].alerts)
-    posted = sorted(
-        (message.get("metadata") or {}).get("event_payload", {}).get("alert_id") for message in slack.messages
-    )
     assert stored
-    assert posted == stored
+    assert sorted(posted_alert_ids(slack)) == stored
     assert {message["channel"] for message in slack.messages} == {SLACK_CHANNEL}
 
 
