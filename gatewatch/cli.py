@@ -95,6 +95,19 @@ def fail(error: GatewatchError | str) -> typer.Exit:
     return typer.Exit(EXIT_FAILED)
 
 
+def check_output_path(output: Path, database: Path, config: Path, force: bool) -> None:
+    """Reject an --output path that is the database or the config, or an existing file without --force."""
+    target = output.expanduser().resolve()
+    protected = {database.expanduser().resolve(): "the database", config.expanduser().resolve(): "the config file"}
+    protected[Path(f"{database}.wal").expanduser().resolve()] = "the database's write-ahead log"
+    if target in protected:
+        raise fail(f"--output {output} is {protected[target]}; choose another file name")
+    if target.is_dir():
+        raise fail(f"--output {output} is a folder; name a file inside it")
+    if target.exists() and not force:
+        raise fail(f"--output {output} exists; pass --force to overwrite it, or choose another file name")
+
+
 def read_config(path: Path) -> Config:
     try:
         return load_config(path)
@@ -326,6 +339,7 @@ def query(
     ] = None,
     views: Annotated[bool, typer.Option("--views", help="List the built-in views and exit.")] = False,
     wait: WaitOption = 10.0,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the --output file if it exists.")] = False,
 ) -> None:
     """Run a read-only SQL query over the database.
 
@@ -343,6 +357,8 @@ def query(
     if output is not None and output_format is QueryFormat.table:
         raise fail("--output writes csv, json or parquet; pass --format csv, json or parquet")
     database = database_of(config)
+    if output is not None:
+        check_output_path(output, database, config, force)
     try:
         with read_only_connection(database, timedelta(seconds=wait)) as con:
             if output_format is QueryFormat.parquet:

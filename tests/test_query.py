@@ -275,3 +275,24 @@ def test_run_once_busy_one_line(project):
     line = one_error_line(result)
     assert "the database is locked by another gatewatch process" in line
     assert "this run did nothing, the next run tries again" in line
+
+
+@pytest.mark.parametrize("name", ["gw.duckdb", "gatewatch.yaml"])
+def test_query_output_never_overwrites_store_or_config(project, name):
+    before = (project / name).read_bytes()
+    result = gatewatch(project, "query", "-f", "csv", "-o", name, "--force", "SELECT 1")
+    assert result.returncode == 1
+    assert "choose another file name" in one_error_line(result)
+    assert (project / name).read_bytes() == before
+
+
+def test_query_output_existing_file_needs_force(project, tmp_path):
+    target = tmp_path / "kept.csv"
+    target.write_text("keep me\n")
+    refused = gatewatch(project, "query", "-f", "csv", "-o", str(target), "SELECT 1 AS x")
+    assert refused.returncode == 1
+    assert "pass --force to overwrite it" in one_error_line(refused)
+    assert target.read_text() == "keep me\n"
+    forced = gatewatch(project, "query", "-f", "csv", "-o", str(target), "--force", "SELECT 1 AS x")
+    assert forced.returncode == 0, forced.stderr
+    assert target.read_text() == "x\n1\n"
