@@ -70,8 +70,26 @@ def parse_yaml(text: str, path: str, error: type[GatewatchError] = GatewatchErro
     if duplicate is not None:
         key, line = duplicate
         raise error(f"duplicate key {key!r}; each key may appear once per mapping, so remove one", path, line)
-    data = yaml.SafeLoader(text).get_single_data()
+    try:
+        data = _PlainLoader(text).get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise error(
+            f"invalid YAML: {exc.problem or 'unsupported value'}; write plain values without `!!` tags", path, line
+        ) from None
     return YamlDocument(path=path, data=data, lines=lines)
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """The safe loader without `!!binary`, which would turn text into bytes no setting accepts."""
+
+
+_PlainLoader.yaml_constructors = {
+    tag: constructor
+    for tag, constructor in yaml.SafeLoader.yaml_constructors.items()
+    if tag != "tag:yaml.org,2002:binary"
+}
 
 
 def _record_lines(node: yaml.Node, location: Location, lines: dict[Location, int]) -> tuple[str, int] | None:

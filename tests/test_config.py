@@ -127,3 +127,10 @@ def test_config_valid_keys_hide_internal_fields(tmp_path):
     assert "valid keys here:" in message
     assert "config_path" not in message
     assert "document" not in message
+
+
+@pytest.mark.parametrize("tagged", ['!!python/object/apply:os.system ["true"]', "!!binary aGVsbG8="])
+def test_config_yaml_tags_rejected(tmp_path, tagged):
+    message = config_error(tmp_path, BASE.replace("database: store.duckdb", f"database: {tagged}"))
+    assert ":1:" in message
+    assert "write plain values without `!!` tags" in message
