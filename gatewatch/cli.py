@@ -444,22 +444,28 @@ def status(
         raise fail(exc) from None
     except duckdb.Error as exc:
         raise fail(f"reading the status failed: {first_line(exc)}") from None
+    # A rule that does not load never runs, so no step records it: check the files too.
+    invalid_rules = load_rules(_rule_locations(None, config)).errors
     if output_format is OutputFormat.json:
-        write_status_json(state)
+        write_status_json(state, invalid_rules)
     elif output_format is OutputFormat.table:
         print_status(state, database)
+        print_errors(invalid_rules)
     else:
         raise fail("status is printed as table or json; pass --format table or --format json")
-    raise typer.Exit(EXIT_PARTIAL if state.failing else EXIT_OK)
+    raise typer.Exit(EXIT_PARTIAL if state.failing or invalid_rules else EXIT_OK)
 
 
-def write_status_json(state) -> None:
+def write_status_json(state, invalid_rules: list[GatewatchError]) -> None:
     from dataclasses import asdict
 
     from gatewatch.output import json_default
 
     document = asdict(state)
     document["failing"] = state.failing
+    document["invalid_rules"] = [
+        {"path": error.path, "line": error.line, "message": error.message} for error in invalid_rules
+    ]
     sys.stdout.write(json.dumps(document, default=json_default, ensure_ascii=False, indent=1) + "\n")
 
 

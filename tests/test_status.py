@@ -113,3 +113,15 @@ def test_status_before_first_run(tmp_path, slack):
     result = gatewatch(folder, slack, "status")
     assert result.returncode == 1
     assert "database not found; run `gatewatch run --once` first" in result.stderr
+
+
+def test_status_invalid_rule_exits_3(tmp_path, slack):
+    folder = project(tmp_path, slack)
+    assert gatewatch(folder, slack, "run", "--once").returncode == 0
+    (folder / "rules" / "broken.yaml").write_text(RULE.replace("admin-probe", "broken").replace("where:", "wher:"))
+    table = gatewatch(folder, slack, "status")
+    assert table.returncode == 3
+    assert "broken.yaml" in table.stderr
+    state = json.loads(gatewatch(folder, slack, "status", "-f", "json").stdout)
+    assert len(state["invalid_rules"]) == 1
+    assert state["invalid_rules"][0]["path"].endswith("broken.yaml")
