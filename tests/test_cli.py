@@ -379,3 +379,18 @@ def test_cli_source_without_lateness_reports_late(tmp_path):
     assert "source 'batch'" in result.stderr
     assert "set its `allowed_lateness`" in result.stderr
     assert _alerted_clients(root) == []
+
+
+def test_cli_missing_group_value_shows_dash(tmp_path):
+    rule = (
+        "id: anon\ntitle: Anonymous burst\nseverity: low\ntype: aggregate\ngroup_by: [client_ip, user]\n"
+        "window: 5m\nevery: 1m\nhaving: count(*) >= 1\nsummary: \"{user} from {client_ip}\"\n"
+    )
+    root = project(tmp_path, rule=rule)
+    with (root / "access.log").open("a") as log:
+        log.write('192.0.2.1 - - [03/Nov/2026:10:09:00 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8.5.0"\n')
+    result = gatewatch("run", "--once", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "- from 192.0.2.1" in result.stdout
+    assert "None" not in result.stdout
+    assert "user=-" in result.stdout

@@ -390,16 +390,19 @@ def render_summary(
         "title": rule.rule.title,
         "severity": rule.rule.severity,
         **{name: _display(value) for name, value in measures.items()},
-        **group,
+        **{name: _display(value) for name, value in group.items()},
     }
     if rule.rule.summary:
         return rule.rule.summary.format_map(values)
-    parts = [f"{k}={v}" for k, v in group.items()]
+    parts = [f"{k}={_display(v)}" for k, v in group.items()]
     parts += [f"{k}={_display(v)}" for k, v in measures.items()]
     return f"{rule.rule.title}: " + ", ".join(parts)
 
 
 def _display(value: Any) -> Any:
+    # A missing value (a log field that was "-") reads as "-", as in the log, not as Python's None.
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
     return value

@@ -116,7 +116,7 @@ def header_text(alert: Alert) -> str:
 
 def fallback_text(alert: Alert) -> str:
     """Return the plain ``text`` field that notifications and old clients show."""
-    group = ", ".join(f"{key}={value}" for key, value in alert.group_key.items())
+    group = ", ".join(f"{key}={'-' if value is None else value}" for key, value in alert.group_key.items())
     text = f"[{alert.severity.upper()}] {alert.title} ({group}): {alert.summary}"
     return escape_mrkdwn(text, min(FALLBACK_TEXT_LIMIT, MESSAGE_TEXT_LIMIT))
 
@@ -180,7 +180,7 @@ def build_parent_update(parent: Alert, repeat: int, latest: Alert) -> SlackMessa
 
 def digest_line(alert: Alert) -> str:
     """Format one alert as one escaped line of a digest's code block."""
-    group = " ".join(f"{key}={value}" for key, value in alert.group_key.items())
+    group = " ".join(f"{key}={'-' if value is None else value}" for key, value in alert.group_key.items())
     line = f"{alert.severity.upper():8} {alert.rule_id} {group} {format_utc(alert.window_end)} {alert.alert_id}"
     return escape_mrkdwn_code(line, EVIDENCE_LINE_LIMIT)
 

@@ -46,7 +46,7 @@ def _pairs(values: dict[str, object]) -> Text:
             text.append("  ")
         text.append(truncate_visible(key, MAX_VALUE_CHARS), style="dim")
         text.append("=")
-        text.append(truncate_visible(value, MAX_VALUE_CHARS))
+        text.append(truncate_visible("-" if value is None else value, MAX_VALUE_CHARS))
     return text
 
 
