@@ -418,6 +418,14 @@ def _delivery_errors(delivery: DeliveryReport) -> list[GatewatchError]:
                 "undelivered alerts stay in the outbox and are retried next run"
             )
         )
+    for name, error in delivery.last_errors.items():
+        if name not in delivery.stopped:
+            errors.append(
+                GatewatchError(
+                    f"notifier {name!r}: delivery failed: {error}; undelivered alerts stay in the outbox "
+                    "and are retried next run"
+                )
+            )
     if not errors:
         errors.append(
             GatewatchError(

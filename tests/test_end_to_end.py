@@ -280,7 +280,7 @@ def test_end_to_end_slack_outage_exits_3_then_delivers(workdir, slack):
     slack.fail_next(count=1, status=500, path="/api/chat.postMessage")
     failed = run_once(config, slack)
     assert failed.returncode == 3
-    assert "failed" in failed.stderr
+    assert "notifier 'slack': delivery failed" in failed.stderr
     assert "retried next run" in failed.stderr
     assert slack.messages == []
     recovered = run_once(config, slack)

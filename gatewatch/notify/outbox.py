@@ -66,6 +66,7 @@ class DeliveryReport:
     recovered: int = 0
     unconfigured: dict[str, int] = field(default_factory=dict)
     stopped: dict[str, str] = field(default_factory=dict)
+    last_errors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,6 +98,8 @@ class _Counters:
     sent: int = 0
     recovered: int = 0
     failed: int = 0
+    # notifier name -> the last delivery error of this run
+    last_errors: dict[str, str] = field(default_factory=dict)
 
 
 def _read_unsent_rows(con: duckdb.DuckDBPyConnection) -> list[_OutboxRow]:
@@ -175,6 +178,7 @@ class _Delivery:
                 return
 
             self.counters.failed += 1
+            self.counters.last_errors[unit.notifier.name] = str(error)
             run.consecutive_failures += 1
             logger.warning("delivery of %s to notifier %s failed: %s", unit.label, unit.notifier.name, error)
             if error.retry_after is not None and error.retry_after > self.max_retry_sleep:
@@ -475,6 +479,7 @@ def deliver_pending(
         recovered=counters.recovered,
         unconfigured=unconfigured,
         stopped=stopped,
+        last_errors=dict(counters.last_errors),
     )
 
 
