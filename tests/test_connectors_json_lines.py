@@ -127,3 +127,8 @@ def test_json_lines_log_key_named_like_own_member():
     options = {"time_format": "epoch_s", "fields": {"ts": "t", "client_ip": "ip"}}
     [row] = event_rows(parse(line, options=options).events)
     assert row["extra"] == {"client_ip_raw": "[2001:db8::1]", "client_ip_raw_from_log": "from the log"}
+
+
+def test_json_lines_without_mapping_is_invalid():
+    with pytest.raises(ValidationError, match="map 'ts' to the JSON path"):
+        JsonLinesOptions()

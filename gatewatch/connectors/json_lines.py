@@ -41,7 +41,7 @@ class JsonLinesOptions(ConnectorOptions):
     # Column -> JSON path, or a list of paths where the first one present
     # wins. A path is keys separated by dots, with list indexes as [0]:
     # httpRequest.clientIp, headers[0].value. "ts" is required.
-    fields: dict[str, str | list[str]] = Field(default_factory=dict)
+    fields: dict[str, str | list[str]] = Field(default_factory=dict, validate_default=True)
     # How the ts value is written: auto, iso8601, clf, epoch_s, epoch_ms,
     # epoch_us, epoch_ns or a strftime pattern such as "%Y-%m-%d %H:%M:%S".
     time_format: str = "auto"
