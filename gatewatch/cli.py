@@ -32,15 +32,29 @@ from gatewatch.duration import format_duration
 from gatewatch.engine.loader import load_rules
 from gatewatch.engine.ruletest import run_rule_tests
 from gatewatch.errors import GatewatchError
+from gatewatch.ingest import SourceReport
+from gatewatch.locking import DatabaseBusy, open_with_wait
 from gatewatch.notify import load_alert
 from gatewatch.notify.escape import make_visible
 from gatewatch.notify.terminal import render_alert
-from gatewatch.ingest import SourceReport
-from gatewatch.locking import DatabaseBusy, open_with_wait
 from gatewatch.output import OutputFormat, QueryFormat, write_parquet, write_rows
-from gatewatch.query import DEFAULT_WAIT, VIEWS, busy_hint, describe_failure, read_only_connection
-from gatewatch.runner import RunLocked, TickReport, ingest_all, open_store, run_lock, run_tick
+from gatewatch.query import (
+    DEFAULT_WAIT,
+    VIEWS,
+    busy_hint,
+    describe_failure,
+    read_only_connection,
+)
+from gatewatch.runner import (
+    RunLocked,
+    TickReport,
+    ingest_all,
+    open_store,
+    run_lock,
+    run_tick,
+)
 from gatewatch.store import Store
+from gatewatch.text import counted
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -212,7 +226,8 @@ def serve(
 
 
 def _serve(settings: Config, log_level: LogLevel) -> None:
-    from gatewatch.scheduler import configure_logging, serve as serve_daemon
+    from gatewatch.scheduler import configure_logging
+    from gatewatch.scheduler import serve as serve_daemon
 
     configure_logging(log_level.value)
     serve_daemon(settings, out)
@@ -367,7 +382,7 @@ def query(
                 if relation is None:
                     raise fail("the statement returned no rows to write; pass a SELECT")
                 count = write_parquet(relation, output)
-                err.print(Text(f"wrote {count} rows to {output}"))
+                err.print(Text(f"wrote {counted(count, 'row')} to {output}"))
                 return
             cursor = con.execute(sql)
             columns = [d[0] for d in cursor.description] if cursor.description else []
@@ -388,7 +403,7 @@ def query(
             write_rows(columns, rows, output_format, stream, out)
     except OSError as exc:
         raise fail(f"{output}: cannot write the file: {exc.strerror}") from None
-    err.print(Text(f"wrote {len(rows)} rows to {output}"))
+    err.print(Text(f"wrote {counted(len(rows), 'row')} to {output}"))
 
 
 def print_views() -> None:

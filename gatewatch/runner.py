@@ -27,16 +27,17 @@ from gatewatch.config import Config
 from gatewatch.connectors import get_connector
 from gatewatch.connectors.base import Connector
 from gatewatch.detect import AUTO_FORMAT, AutoFormat
+from gatewatch.duration import format_duration
 from gatewatch.engine.compiler import CompiledRule
 from gatewatch.engine.evaluator import EvaluationSettings, RuleReport, evaluate_rule
 from gatewatch.engine.loader import RuleSet, load_rules
 from gatewatch.errors import ConfigError, GatewatchError, SourceError
-from gatewatch.duration import format_duration
 from gatewatch.ingest import MAX_CLOCK_SKEW, SourceReport, ingest_source
 from gatewatch.locking import open_with_wait
 from gatewatch.notify import DeliveryReport, Notifier, build_notifier, deliver_pending
 from gatewatch.retention import apply_retention
 from gatewatch.store import Store, utc_now
+from gatewatch.text import counted
 from gatewatch.yamlsource import raise_validation_error
 
 logger = logging.getLogger(__name__)
@@ -282,7 +283,8 @@ def _ingest_one(config: Config, store: Store, index: int) -> tuple[SourceReport 
     if result.lines and not result.events:
         errors.append(
             config.error(
-                f"source {source.name!r}: all {result.lines} new lines were rejected by the "
+                f"source {source.name!r}: {'the' if result.lines == 1 else 'all'} {counted(result.lines, 'new line')} "
+                f"{'was' if result.lines == 1 else 'were'} rejected by the "
                 f"{source.format!r} parser; check `format:`, and see the reasons with "
                 "`gatewatch query \"SELECT reason, count(*) FROM rejects GROUP BY 1\"`",
                 "sources", index, "format",
@@ -429,7 +431,7 @@ def _delivery_errors(delivery: DeliveryReport) -> list[GatewatchError]:
     if not errors:
         errors.append(
             GatewatchError(
-                f"{delivery.failed} delivery attempts failed; {delivery.pending_left} alerts wait in the "
+                f"{counted(delivery.failed, 'delivery attempt')} failed; {counted(delivery.pending_left, 'alert')} wait in the "
                 "outbox and are retried next run"
             )
         )

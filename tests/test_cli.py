@@ -180,7 +180,7 @@ def test_cli_wrong_format_reported(tmp_path):
     )
     result = gatewatch("run", "--once", cwd=tmp_path)
     assert result.returncode == 3
-    assert "all 1 new lines were rejected by the 'nginx_json' parser" in result.stderr
+    assert "the 1 new line was rejected by the 'nginx_json' parser" in result.stderr
 
 
 def test_cli_config_is_folder(tmp_path):

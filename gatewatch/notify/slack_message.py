@@ -19,6 +19,7 @@ from gatewatch.notify.escape import (
     slack_length,
     truncate_visible,
 )
+from gatewatch.text import counted
 
 # Slack Block Kit limits, from Slack's Block Kit reference.
 HEADER_TEXT_LIMIT = 150
@@ -145,7 +146,7 @@ def build_message(alert: Alert, repeat: int | None = None) -> SlackMessage:
 
     events = alert.evidence[:MAX_EVIDENCE_LINES]
     if events:
-        label = f"Evidence ({len(events)} of {len(alert.evidence)} events)"
+        label = f"Evidence ({len(events)} of {counted(len(alert.evidence), 'event')})"
         blocks.append(_code_block_section(label, [evidence_line(event) for event in events]))
 
     command = f"gatewatch alerts show {alert.alert_id}"

@@ -13,6 +13,7 @@ from rich.text import Text
 from gatewatch.notify.alert import Alert, format_utc
 from gatewatch.notify.escape import truncate_visible
 from gatewatch.notify.filters import NotifierFilter
+from gatewatch.text import counted
 
 # Per-value cap, so that one huge user agent cannot flood the terminal.
 MAX_VALUE_CHARS = 500
@@ -77,7 +78,7 @@ def render_alert(alert: Alert) -> Group:
     if alert.evidence:
         # One line per event, like an access log, so narrow terminals and
         # cron mail keep each event on its own line.
-        parts.append(Text(f"evidence ({len(alert.evidence)} events)", style="bold"))
+        parts.append(Text(f"evidence ({counted(len(alert.evidence), 'event')})", style="bold"))
         for event in alert.evidence:
             parts.append(_evidence_line(event))
     return Group(*parts)
