@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-import zstandard
-
 import polars as pl
+import zstandard
 
 from gatewatch.config import S3_SCHEME, S3Options
 from gatewatch.connectors.base import REJECT_SCHEMA, Connector
