@@ -44,6 +44,7 @@ from gatewatch.query import (
     busy_hint,
     describe_failure,
     read_only_connection,
+    split_statements,
 )
 from gatewatch.runner import (
     RunLocked,
@@ -359,6 +360,7 @@ def query(
     """Run a read-only SQL query over the database.
 
     Tables: events, rejects, alerts, outbox, step_state; views: see --views.
+    Runs one statement per call; `gatewatch shell` runs several.
     Works while `gatewatch serve` runs: the query waits up to --wait seconds
     for a running step to release the database.
     """
@@ -367,6 +369,12 @@ def query(
         return
     if sql is None or not sql.strip():
         raise fail("the SQL is empty; pass a query such as \"SELECT count(*) FROM events\", or --views")
+    statements = split_statements(sql)
+    if len(statements) > 1:
+        raise fail(
+            f"the SQL contains {len(statements)} statements; run one statement per call of `gatewatch query`, "
+            "or pipe them into `gatewatch shell`"
+        )
     if output_format is QueryFormat.parquet and output is None:
         raise fail("--format parquet writes a binary file; pass --output FILE.parquet")
     if output is not None and output_format is QueryFormat.table:
@@ -426,14 +434,16 @@ def shell(
     """Open an interactive read-only SQL prompt with history; end statements with ';'.
 
     Each statement opens the database for its own length, so it works while
-    `gatewatch serve` runs. Reads statements from stdin when it is not a terminal.
+    `gatewatch serve` runs. Reads statements from stdin when it is not a terminal,
+    and then exits 1 when any statement or command failed.
     """
     from gatewatch.shell import QueryShell
 
     database = database_of(config)
     if not database.exists():
         raise fail(f"{database}: database not found; run `gatewatch run --once` first")
-    QueryShell(database, timedelta(seconds=wait), out, err).run()
+    failed = QueryShell(database, timedelta(seconds=wait), out, err).run()
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 @app.command()

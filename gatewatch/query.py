@@ -156,6 +156,19 @@ def busy_hint(wait: timedelta) -> str:
     return f"run the query again, or pass --wait {longer} to wait longer"
 
 
+def split_statements(sql: str) -> list[str]:
+    """Split SQL text into its statements with DuckDB's parser, in order.
+
+    Text that DuckDB cannot parse is returned whole, as one statement, so
+    that running it reports DuckDB's syntax error. Text with only comments
+    or whitespace has no statement.
+    """
+    try:
+        return [statement.query for statement in duckdb.extract_statements(sql)]
+    except duckdb.Error:
+        return [sql]
+
+
 def describe_failure(error: duckdb.Error) -> str:
     """Turn a DuckDB error of a query into one line, with a hint for the read-only rules."""
     message = str(error).splitlines()[0]

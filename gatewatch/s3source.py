@@ -10,28 +10,39 @@ from the start.
 
 gzip and zstd objects are recognised by their first bytes rather than the
 key, because Firehose writes gzip objects without a suffix.
+
+S3 objects do not change once written, so reading an object again cannot
+mend it. An empty object is recorded as complete without a request. A
+compressed object that is damaged (truncated or corrupt) keeps what could
+be read before the damage, gets one reject row that names the damage, and
+is recorded as complete, so only a new upload (new ETag) is read again.
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import polars as pl
 import zstandard
 
 from gatewatch.config import S3_SCHEME, S3Options
-from gatewatch.connectors.base import Connector
+from gatewatch.connectors.base import REJECT_SCHEMA, Connector
 from gatewatch.detect import SAMPLE_LINES, read_first_lines_from
 from gatewatch.errors import SourceError
 from gatewatch.ingest import (
     CHUNK_BYTES,
+    OVERSIZE_SHOWN_BYTES,
+    Chunk,
     FileReport,
     FormatChooser,
     SourceReport,
+    add_lineage,
     commit_chunk,
     complete_records,
     iter_chunks,
@@ -44,6 +55,8 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # Seconds to wait for the endpoint to accept a connection and to send data.
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
+# Errors of gzip and zstd when the compressed data is truncated or corrupt.
+DAMAGE_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError)
 
 logger = logging.getLogger(__name__)
 
@@ -124,11 +137,15 @@ def ingest_s3_source(
         for listed in pending_objects(listing.objects, states):
             key = listed["Key"]
             try:
-                report.files.append(
-                    ingest_object(
-                        store, source, format_name, connector, client, location, listed, states.get(key), chunk_bytes
-                    )
+                object_report = ingest_object(
+                    store, source, format_name, connector, client, location, listed, states.get(key), chunk_bytes
                 )
+                report.files.append(object_report)
+                if object_report.damage is not None:
+                    # Reported on this run only: the object is recorded as complete.
+                    # Keeping it out of settling for this run delays its folder by one run.
+                    unread.add(key)
+                    report.errors.append(SourceError(object_report.damage, location.url(key)))
             except (BotoCoreError, ClientError, OSError, EOFError, zstandard.ZstdError) as exc:
                 # Chunks before the fault are committed; the next run resumes there.
                 unread.add(key)
@@ -305,11 +322,15 @@ def ingest_object(
     state: ObjectState | None,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> FileReport:
-    """Read one object from its stored offset to its end, one transaction per chunk."""
+    """Read one object from its stored offset to its end, one transaction per chunk.
+
+    An empty object, and the rest of a damaged compressed object, are
+    recorded as complete in the last transaction (see the module docstring).
+    """
     key = listed["Key"]
     url = location.url(key)
     version = _Version(listed["ETag"], listed["Size"], _naive_utc(listed.get("LastModified")))
-    report = FileReport(path=url)
+    report = ObjectReport(path=url)
     if state is not None and (state.etag, state.size) != (version.etag, version.size):
         logger.warning(
             "%s was replaced (ETag %s, %d bytes -> ETag %s, %d bytes); reading the new version from the start. "
@@ -319,8 +340,16 @@ def ingest_object(
         state = None
     start = state.offset if state is not None else 0
     opener = _ObjectOpener(client, location.bucket, key, version.etag)
-
     remembered = state.format if state is not None else None
+
+    def save(end_offset: int, complete: bool = False) -> None:
+        save_object_state(store, source, location.bucket, key, version, end_offset, complete, remembered)
+
+    if version.size == 0:
+        with store.transaction():
+            save(0, complete=True)
+        return report
+
     if not isinstance(connector, Connector):
         chosen = connector.remembered_connector(url, remembered)
         if chosen is not None:
@@ -328,17 +357,22 @@ def ingest_object(
         else:
             with opener.open_content(0) as sample_stream:
                 sample = read_first_lines_from(sample_stream.handle, SAMPLE_LINES)
+            if sample.height == 0 and sample_stream.content_read() == 0:
+                # Compressed content that is empty, or damaged before its first byte: no line will ever come.
+                _finish_object(store, source, format_name, url, report, sample_stream.damage(), 0, save)
+                return report
             format_name, connector, report.format_note = connector.choose_from_sample(url, sample)
             remembered = format_name
         report.chosen_format = format_name
 
-    def save(end_offset: int, complete: bool = False) -> None:
-        save_object_state(store, source, location.bucket, key, version, end_offset, complete, remembered)
-
     position = start
+    cut_line = None
     with opener.open_content(start) as stream:
         held = None
         for chunk in iter_chunks(stream.handle, start, chunk_bytes, finished=True, mid_line=stream.mid_line):
+            if stream.damage() is not None:
+                # The content ended at the damage, so this is the last chunk: its line without a newline was cut short.
+                chunk, cut_line = _split_cut_line(chunk)
             ready, held = complete_records(connector, held, chunk)
             for part in ready:
                 commit_chunk(store, source, format_name, connector, url, part, report, save)
@@ -347,9 +381,57 @@ def ingest_object(
             # An object is finished: its last record stays as written.
             commit_chunk(store, source, format_name, connector, url, held, report, save)
             position = held.end
-    with store.transaction():
-        save(position, complete=True)
+    _finish_object(store, source, format_name, url, report, stream.damage(), position, save, cut_line)
     return report
+
+
+def _split_cut_line(chunk: Chunk) -> tuple[Chunk, Chunk | None]:
+    """Split the last line off a chunk when it has no newline; return the whole lines and that line."""
+    if chunk.skipped is not None or chunk.data.endswith(b"\n"):
+        return chunk, None
+    cut = chunk.data.rfind(b"\n") + 1
+    return Chunk(chunk.offset, chunk.data[:cut]), Chunk(chunk.offset + cut, chunk.data[cut:])
+
+
+def _finish_object(
+    store: Store,
+    source: str,
+    format_name: str,
+    url: str,
+    report: ObjectReport,
+    damage: tuple[Exception, int] | None,
+    position: int,
+    save: Any,
+    cut_line: Chunk | None = None,
+) -> None:
+    """Record the object as complete, with a reject row for the damage if its compressed data is damaged.
+
+    The reject row keeps the start of the line cut short by the damage, if any.
+    """
+    with store.transaction():
+        if damage is not None:
+            error, content_bytes = damage
+            report.damage = (
+                f"compressed object is damaged: {type(error).__name__}: {error}; "
+                f"{content_bytes} bytes read before the damage"
+            )
+            offset, text = content_bytes, ""
+            if cut_line is not None and cut_line.data:
+                offset = cut_line.offset
+                text = cut_line.data[:OVERSIZE_SHOWN_BYTES].decode("utf-8", "backslashreplace")
+                report.damage += f", the last {len(cut_line.data)} of them a line cut short and not parsed"
+            reject = pl.DataFrame({"offset": [offset], "line": [text], "reason": [report.damage]}, schema=REJECT_SCHEMA)
+            store.insert_frame("rejects", add_lineage(reject, source, format_name, url))
+            report.rejects += 1
+        save(position, complete=True)
+
+
+@dataclass
+class ObjectReport(FileReport):
+    """The result of reading one S3 object."""
+
+    # The reject reason when the compressed object is damaged, else None.
+    damage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -393,6 +475,16 @@ class _ContentStream:
     mid_line: bool
     body: Any
 
+    def damage(self) -> tuple[Exception, int] | None:
+        """Return the decompression error that ended the content and the content bytes read before it, or None."""
+        if isinstance(self.handle, _DamageGuard) and self.handle.damage is not None:
+            return self.handle.damage, self.handle.position
+        return None
+
+    def content_read(self) -> int | None:
+        """Return the content bytes read so far, or None when the stream does not count them."""
+        return self.handle.position if isinstance(self.handle, _DamageGuard) else None
+
     def __enter__(self) -> _ContentStream:
         return self
 
@@ -432,8 +524,9 @@ class _ObjectOpener:
             head = body.read(4)
             compression = _compression_of(head)
             raw = _Prepended(head, body)
-            handle = _decompressing(raw, compression)
-            return _ContentStream(handle, False, body)
+            if compression is None:
+                return _ContentStream(raw, False, body)
+            return _ContentStream(_DamageGuard(_decompressing(raw, compression), 0), False, body)
         compression = self.compression()
         if compression is None:
             # Plain objects resume with a ranged request. The request starts one
@@ -443,9 +536,11 @@ class _ObjectOpener:
             return _ContentStream(body, mid_line, body)
         body = self._get()
         handle = _decompressing(body, compression)
+        # The content up to the offset was read before, so no damage lies before it.
         handle.seek(offset - 1)
-        mid_line = handle.read(1) != b"\n"
-        return _ContentStream(handle, mid_line, body)
+        guard = _DamageGuard(handle, offset - 1)
+        mid_line = guard.read(1) != b"\n"
+        return _ContentStream(guard, mid_line, body)
 
 
 def _compression_of(head: bytes) -> str | None:
@@ -462,6 +557,38 @@ def _decompressing(raw: Any, compression: str | None) -> Any:
     if compression == "zstd":
         return open_zstd(raw)
     return raw
+
+
+class _DamageGuard:
+    """A reader of decompressed content that ends at the first damage in the compressed data.
+
+    It stores the error and the content bytes read before it. It reads with
+    ``read1``, one decompression step at a time, so the content decompressed
+    before the damage is returned instead of being lost with the error.
+    """
+
+    def __init__(self, handle: Any, position: int):
+        self.handle = handle
+        self.position = position
+        self.damage: Exception | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        if self.damage is not None:
+            return b""
+        parts = []
+        count = 0
+        while size is None or size < 0 or count < size:
+            try:
+                data = self.handle.read1(-1 if size is None or size < 0 else size - count)
+            except DAMAGE_ERRORS as exc:
+                self.damage = exc
+                break
+            if not data:
+                break
+            parts.append(data)
+            count += len(data)
+        self.position += count
+        return b"".join(parts)
 
 
 class _Prepended:

@@ -2,8 +2,9 @@
 
 Each statement opens its own read-only connection and closes it when the
 result is printed, so `gatewatch serve` is never kept from writing for
-longer than one statement. A statement ends with ``;``; lines that start
-with ``.`` are shell commands (``.help`` lists them).
+longer than one statement. A statement ends with ``;``, and every statement
+of a line runs and prints its result in order. Lines that start with ``.``
+are shell commands (``.help`` lists them).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from rich.text import Text
 from gatewatch.errors import GatewatchError
 from gatewatch.locking import DatabaseBusy
 from gatewatch.output import QueryFormat, write_rows
-from gatewatch.query import VIEWS, describe_failure, read_only_connection
+from gatewatch.query import VIEWS, describe_failure, read_only_connection, split_statements
 
 HISTORY_LENGTH = 1000
 
@@ -51,9 +52,15 @@ class QueryShell:
         self.errors = errors
         self.stream = stream
         self.format = QueryFormat.table
+        # True once a statement or command printed an error.
+        self.failed = False
 
-    def run(self, read_line: Callable[[str], str] | None = None, interactive: bool | None = None) -> None:
-        """Read statements until end of input or ``.quit``."""
+    def run(self, read_line: Callable[[str], str] | None = None, interactive: bool | None = None) -> bool:
+        """Read statements until end of input or ``.quit``.
+
+        Returns True when the input was not interactive and a statement or
+        command failed, so that a script piped into the shell can exit non-zero.
+        """
         if interactive is None:
             interactive = sys.stdin.isatty()
         if read_line is None:
@@ -89,6 +96,7 @@ class QueryShell:
         finally:
             if interactive:
                 _save_history()
+        return self.failed and not interactive
 
     def command(self, line: str) -> bool:
         """Run one dot command; return False when the shell should end."""
@@ -109,14 +117,22 @@ class QueryShell:
         elif name == ".format":
             choices = [f.value for f in QueryFormat if f is not QueryFormat.parquet]
             if argument not in choices:
-                self.errors.print(Text(f"error: unknown format {argument!r}; use one of {', '.join(choices)}"))
+                self.fail(f"unknown format {argument!r}; use one of {', '.join(choices)}")
             else:
                 self.format = QueryFormat(argument)
         else:
-            self.errors.print(Text(f"error: unknown command {name!r}; .help lists the commands"))
+            self.fail(f"unknown command {name!r}; .help lists the commands")
         return True
 
     def execute(self, sql: str) -> None:
+        """Run each statement of ``sql`` in order and print its rows, or one error line.
+
+        A failed statement does not stop the statements after it.
+        """
+        for statement in split_statements(sql):
+            self.execute_one(statement)
+
+    def execute_one(self, sql: str) -> None:
         """Run one statement and print its rows, or one error line."""
         try:
             with read_only_connection(self.database, self.wait) as con:
@@ -124,16 +140,21 @@ class QueryShell:
                 columns = [d[0] for d in cursor.description] if cursor.description else []
                 rows = cursor.fetchall() if columns else []
         except DatabaseBusy as exc:
-            self.errors.print(Text(f"error: {exc}; run the statement again"))
+            self.fail(f"{exc}; run the statement again")
             return
         except GatewatchError as exc:
-            self.errors.print(Text(f"error: {exc}"))
+            self.fail(str(exc))
             return
         except duckdb.Error as exc:
-            self.errors.print(Text(f"error: {describe_failure(exc)}"))
+            self.fail(describe_failure(exc))
             return
         if columns:
             write_rows(columns, rows, self.format, self.stream, self.console)
+
+    def fail(self, message: str) -> None:
+        """Print one error line and remember that something failed."""
+        self.failed = True
+        self.errors.print(Text(f"error: {message}"))
 
 
 def _read_stdin_line(_prompt: str) -> str:

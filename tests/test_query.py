@@ -211,13 +211,48 @@ def test_alerts_list_busy_one_line(project):
 def test_shell_runs_statements(project):
     script = ".format csv\nSELECT count(*)\n  AS n FROM events;\nCOPY events TO 'shell.csv';\n.bogus\nSELECT 2 AS y;\n"
     result = gatewatch(project, "shell", stdin=script)
-    assert result.returncode == 0
+    assert result.returncode == 1
     assert result.stdout == "n\n3\ny\n2\n"
     errors = result.stderr.strip().splitlines()
     assert len(errors) == 2
     assert "file system operations are disabled" in errors[0]
     assert "unknown command '.bogus'" in errors[1]
     assert not (project / "shell.csv").exists()
+
+
+def test_query_many_statements_rejected(project):
+    result = gatewatch(project, "query", "select 1; select 2")
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "contains 2 statements" in line
+    assert "run one statement per call" in line
+    assert result.stdout == ""
+
+
+def test_query_trailing_semicolon_runs(project):
+    result = gatewatch(project, "query", "-f", "csv", "select 1 as a; -- one statement;")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "a\n1\n"
+
+
+def test_shell_prints_every_statement(project):
+    result = gatewatch(project, "shell", stdin=".format csv\nselect 1 as a; select ';' as b;\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "a\n1\nb\n;\n"
+    assert result.stderr == ""
+
+
+def test_shell_failed_statement_exits_1(project):
+    result = gatewatch(project, "shell", stdin="select * from nope;\n")
+    assert result.returncode == 1
+    assert "nope" in one_error_line(result)
+
+
+def test_shell_failure_mid_line_continues(project):
+    result = gatewatch(project, "shell", stdin=".format csv\nselect 1 as a; select * from nope; select 2 as b;\n")
+    assert result.returncode == 1
+    assert result.stdout == "a\n1\nb\n2\n"
+    assert "nope" in one_error_line(result)
 
 
 def test_shell_keeps_history_on_terminal(project, tmp_path):

@@ -347,3 +347,85 @@ def test_s3_settled_after_in_config(tmp_path):
         encoding="utf-8",
     )
     assert load_config(tmp_path / "gatewatch.yaml").sources[0].s3.settled_after == timedelta(days=2)
+
+
+def reject_reasons(store) -> list[tuple[str, str]]:
+    return store.con.execute("SELECT file, reason FROM rejects ORDER BY \"offset\"").fetchall()
+
+
+@pytest.mark.parametrize("connector", [SimpleConnector(), AutoFormat({})], ids=["simple", "auto"])
+def test_s3_empty_object_complete(store, bucket, options, connector):
+    put(bucket, "alb/empty.log", b"")
+    first = ingest(store, bucket, options, connector=connector)
+    assert first.errors == []
+    assert store.con.execute("SELECT complete, size FROM s3_objects").fetchall() == [(True, 0)]
+    assert ingest(store, bucket, options, connector=connector).files == []
+
+
+def test_s3_empty_gzip_object_complete(store, bucket, options):
+    put(bucket, "alb/empty.log.gz", gzip.compress(b""))
+    assert ingest(store, bucket, options, connector=AutoFormat({})).errors == []
+    assert ingest(store, bucket, options, connector=AutoFormat({})).files == []
+
+
+def truncate(data: bytes) -> bytes:
+    return data[: len(data) * 3 // 4]
+
+
+def corrupt(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes(byte ^ 0x55 for byte in data[middle : middle + 50]) + data[middle + 50 :]
+
+
+@pytest.mark.parametrize(
+    ("key", "compress", "damage"),
+    [
+        ("alb/cut.log.gz", gzip.compress, truncate),
+        ("alb/bad.log.gz", gzip.compress, corrupt),
+        # Without a checksum, zstd does not detect changed bytes; the zstd tool writes one by default.
+        ("alb/bad.log.zst", zstandard.ZstdCompressor(write_checksum=True).compress, corrupt),
+    ],
+)
+def test_s3_damaged_object_reported_once(store, bucket, options, key, compress, damage):
+    text = "".join(line(s % 60, f"/p{s:03d}") for s in range(400))
+    data = compress(text.encode())
+    put(bucket, key, damage(data))
+    first = ingest(store, bucket, options, chunk_bytes=300)
+    assert len(first.errors) == 1
+    assert key in str(first.errors[0])
+    assert "compressed object is damaged" in str(first.errors[0])
+    assert first.events < 400
+    rows = reject_reasons(store)
+    assert rows[-1][0] == f"s3://{bucket[1]}/{key}"
+    assert "compressed object is damaged" in rows[-1][1]
+    assert "bytes read before the damage" in rows[-1][1]
+    assert store.con.execute("SELECT complete FROM s3_objects").fetchone()[0] is True
+
+    second = ingest(store, bucket, options, chunk_bytes=300)
+    assert second.errors == []
+    assert second.files == []
+
+    put(bucket, key, data)
+    third = ingest(store, bucket, options, chunk_bytes=300)
+    assert third.errors == []
+    assert third.events == 400
+
+
+def test_s3_truncated_gzip_keeps_events(store, bucket, options):
+    text = "".join(line(s % 60, f"/p{s:03d}") for s in range(400))
+    put(bucket, "alb/cut.log.gz", truncate(gzip.compress(text.encode())))
+    report = ingest(store, bucket, options, chunk_bytes=300)
+    assert report.events > 0
+    paths = [row[0] for row in store.con.execute("SELECT path FROM events ORDER BY path").fetchall()]
+    assert paths == [f"/p{s:03d}" for s in range(len(paths))]
+    line_start, reason = store.con.execute("SELECT line, reason FROM rejects").fetchone()
+    assert line_start.startswith("2026-")
+    assert "a line cut short and not parsed" in reason
+
+
+def test_s3_damaged_object_auto_format(store, bucket, options):
+    put(bucket, "alb/bad.log.gz", b"\x1f\x8b" + b"not gzip at all")
+    first = ingest(store, bucket, options, connector=AutoFormat({}))
+    assert len(first.errors) == 1
+    assert "compressed object is damaged: BadGzipFile" in str(first.errors[0])
+    assert ingest(store, bucket, options, connector=AutoFormat({})).files == []
