@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 from datetime import datetime
 
 import polars as pl
@@ -386,3 +389,27 @@ def test_nginx_json_empty_chunk():
 
 def test_nginx_json_registry_alias():
     assert get_connector("nginx_escape_json") is NginxJsonConnector
+
+
+def test_nginx_json_authorization_fingerprinted():
+    basic = base64.b64encode(b"alice:hunter2").decode()
+    lines = [
+        '{"time":"2026-03-02T08:15:00Z","remote_addr":"192.0.2.1","http_authorization":"Bearer sk_live_0123456789"}',
+        '{"time":"2026-03-02T08:15:01Z","remote_addr":"192.0.2.9","http_authorization":"Bearer sk_live_0123456789"}',
+        f'{{"time":"2026-03-02T08:15:02Z","remote_addr":"192.0.2.2","http_authorization":"Basic {basic}"}}',
+    ]
+    result = NginxJsonConnector(fingerprint_key=b"test-key").parse(frame_from_lines(*lines))
+    rows = event_rows(result.events)
+    assert rows[0]["credential_id"] == rows[1]["credential_id"]
+    assert len(rows[0]["credential_id"]) == 24
+    assert rows[2]["user"] == "alice"
+    stored = json.dumps(rows, default=str)
+    assert "sk_live_0123456789" not in stored
+    assert basic not in stored
+
+
+def test_nginx_json_mapped_credential_fingerprinted():
+    line = '{"time":"2026-03-02T08:15:00Z","remote_addr":"192.0.2.1","api_key":"key-abc-123"}'
+    [row] = event_rows(NginxJsonConnector(NginxJsonOptions(fields={"api_key": "credential_id"})).parse(frame_from_lines(line)).events)
+    assert row["credential_id"] is not None
+    assert "key-abc-123" not in json.dumps(row, default=str)

@@ -16,6 +16,7 @@ import polars as pl
 from pydantic import Field, field_validator
 
 from gatewatch.connectors._frames import overwrite_rows
+from gatewatch.connectors._credential import fingerprint_values, split_authorization
 from gatewatch.connectors._http import (
     NGINX_FALLBACK_VARIABLES,
     NGINX_VARIABLE_COLUMNS,
@@ -56,6 +57,11 @@ _RESERVED_EXTRA_KEYS = ("request_raw", "request_target", "client_ip_raw", "remot
 # Integer columns whose source text is cast; a value that does not convert
 # is kept in extra as "<column>_invalid".
 _INTEGER_COLUMNS = ("status", "bytes_sent", "bytes_received", "asn")
+
+
+# The nginx variable of the Authorization header, and the role it fills.
+AUTHORIZATION_KEY = "http_authorization"
+AUTHORIZATION_ROLE = "_authorization"
 
 
 class NginxJsonOptions(ConnectorOptions):
@@ -125,6 +131,9 @@ class NginxJsonConnector(Connector):
         for column in sorted(_ROLES):
             if column not in mapped and column not in NGINX_VARIABLE_COLUMNS:
                 role_keys.setdefault(column, []).append(column)
+        # $http_authorization is read only to fingerprint it; its raw value never reaches extra.
+        if AUTHORIZATION_KEY not in mapped:
+            role_keys.setdefault(AUTHORIZATION_ROLE, []).append(AUTHORIZATION_KEY)
         return role_keys
 
     def parse(self, lines: pl.DataFrame) -> ParseResult:
@@ -241,8 +250,8 @@ class NginxJsonConnector(Connector):
                 "invalid_json": pl.when(pl.col("_salvaged")).then(pl.lit(True)),
             }
         )
-        staged = staged.with_columns(extra=_merge_json_objects(own_extra, pl.col("_extra_log")))
-        return staged.collect()
+        staged = staged.with_columns(extra=_merge_json_objects(own_extra, pl.col("_extra_log"))).collect()
+        return staged.with_columns(fingerprint_values(staged["credential_id"], self.fingerprint_key))
 
     def _value_columns(self) -> tuple[dict[str, pl.Expr], dict[str, pl.Expr]]:
         """Return the columns read from one key each, and the extra members for values that did not convert."""
@@ -256,6 +265,10 @@ class NginxJsonConnector(Connector):
         for column in ("forwarded_for", "user_agent", "referer", "user", "request_id", "credential_id",
                        "country", "waf_action", "waf_rule_id", "waf_message", "attack_class"):
             columns[column] = null_if_dash(value(column))
+        # The credential itself, fingerprinted once the frame is collected.
+        authorization = split_authorization(null_if_dash(value(AUTHORIZATION_ROLE)))
+        columns["credential_id"] = pl.coalesce(authorization["_auth_credential"], columns["credential_id"])
+        columns["user"] = pl.coalesce(columns["user"], authorization["_auth_user"])
 
         invalid: dict[str, pl.Expr] = {}
         for column in _INTEGER_COLUMNS:
