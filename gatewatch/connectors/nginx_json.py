@@ -251,7 +251,8 @@ class NginxJsonConnector(Connector):
             }
         )
         staged = staged.with_columns(extra=_merge_json_objects(own_extra, pl.col("_extra_log"))).collect()
-        return staged.with_columns(fingerprint_values(staged["credential_id"], self.fingerprint_key))
+        fingerprints = fingerprint_values(staged["_auth_credential"], self.fingerprint_key)
+        return staged.with_columns(credential_id=pl.coalesce(fingerprints, pl.col("credential_id")))
 
     def _value_columns(self) -> tuple[dict[str, pl.Expr], dict[str, pl.Expr]]:
         """Return the columns read from one key each, and the extra members for values that did not convert."""
@@ -265,9 +266,11 @@ class NginxJsonConnector(Connector):
         for column in ("forwarded_for", "user_agent", "referer", "user", "request_id", "credential_id",
                        "country", "waf_action", "waf_rule_id", "waf_message", "attack_class"):
             columns[column] = null_if_dash(value(column))
-        # The credential itself, fingerprinted once the frame is collected.
+        # The credential of an Authorization header, fingerprinted once the frame is collected.
+        # NOTE: a key mapped to credential_id is stored as written, so map only identifiers
+        # (key ids, consumer names) to it, never secrets; rule lists match those values.
         authorization = split_authorization(null_if_dash(value(AUTHORIZATION_ROLE)))
-        columns["credential_id"] = pl.coalesce(authorization["_auth_credential"], columns["credential_id"])
+        columns["_auth_credential"] = authorization["_auth_credential"]
         columns["user"] = pl.coalesce(columns["user"], authorization["_auth_user"])
 
         invalid: dict[str, pl.Expr] = {}
