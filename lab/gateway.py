@@ -198,6 +198,8 @@ JSON_FORMAT = (
     '"http_referer":"$http_referer",'
     '"http_user_agent":"$http_user_agent",'
     '"http_x_forwarded_for":"$http_x_forwarded_for",'
+    # Read by the nginx_json connector, which stores only a keyed fingerprint of it.
+    '"http_authorization":"$http_authorization",'
     '"host":"$host",'
     '"request_id":"$request_id"'
     "}"

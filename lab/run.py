@@ -46,6 +46,8 @@ def send_traffic(stack: LabStack, run_dir: Path, seed: int, max_seconds: float) 
     header = (
         "# Written by lab/traffic.py. expected: now (must alert with every rule in rules), later (not yet "
         "caught), never (normal).\n# allowed: rules that may also alert on the actor, with the reason.\n"
+        "# formats: the access log formats in which expected holds; in others the actor counts as later, "
+        "for the reason in other_formats.\n"
     )
     (run_dir / GROUND_TRUTH_NAME).write_text(header + yaml.safe_dump(truth, sort_keys=False))
     return truth
@@ -64,11 +66,11 @@ def _load_slack_standin() -> type:
     return module.SlackStandin
 
 
-def print_outcome(console: Console, truth: dict[str, Any], report: WatchReport) -> None:
-    table = Table(title="gatewatch alerts against the ground truth")
+def print_outcome(console: Console, truth: dict[str, Any], report: WatchReport, access_format: str) -> None:
+    table = Table(title=f"gatewatch alerts over the {access_format} access log against the ground truth")
     for column in ("actor", "kind", "expected", "rules that alerted", "verdict"):
         table.add_column(column)
-    for outcome in score(truth, report.alerts):
+    for outcome in score(truth, report.alerts, access_format):
         table.add_row(outcome.name, outcome.kind, outcome.expected, ", ".join(sorted(outcome.fired)) or "-", outcome.verdict)
     console.print(table)
     for alert in unowned_alerts(truth, report.alerts):
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"gatewatch config: {config}", markup=False)
             # A served lab gets more traffic later, so its windows stay open.
             report = run_gatewatch(config, console, close_windows=not args.serve)
-            print_outcome(console, truth, report)
+            print_outcome(console, truth, report, "combined")
             console.print(f"Slack stand-in received {len(slack.messages)} messages in {SLACK_CHANNEL}", markup=False)
 
             if args.serve:

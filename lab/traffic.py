@@ -12,7 +12,9 @@ user agents and the status codes it received. ``expected: now`` lists the
 rules that must alert on the actor, and ``allowed`` the rules that may also
 alert on it, each with the reason. ``expected: later`` marks an attack that
 the current rule pack cannot catch yet, and ``expected: never`` a normal
-client that no rule may flag.
+client that no rule may flag. ``formats`` limits an actor's expectation to
+the access log formats that carry what its rules read. In the other formats
+the actor counts as ``later``, for the reason in ``other_formats``.
 """
 
 from __future__ import annotations
@@ -126,6 +128,10 @@ class Actor:
     threads: int = 1
     # "all": CRS must block every request (rule 949110); "none": no request.
     waf_blocks: str | None = None
+    # Access log formats in which `expected` and `rules` hold; None means every format.
+    # In any other format the actor counts as "later", for the reason in `other_formats`.
+    formats: tuple[str, ...] | None = None
+    other_formats: str = ""
     statuses: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
 
@@ -153,9 +159,20 @@ class Actor:
         }
         if self.waf_blocks is not None:
             entry["waf_blocks"] = self.waf_blocks
+        if self.formats is not None:
+            entry["formats"] = list(self.formats)
+            entry["other_formats"] = self.other_formats
         if self.errors:
             entry["errors"] = dict(self.errors)
         return entry
+
+
+def expectation(actor: dict[str, Any], access_format: str) -> tuple[str, list[str]]:
+    """Return what the ground truth ``actor`` expects, and which rules, when ``access_format`` is ingested."""
+    formats = actor.get("formats")
+    if formats is not None and access_format not in formats:
+        return "later", []
+    return actor["expected"], list(actor["rules"])
 
 
 def _address_key(address: str) -> tuple[int, ...]:
@@ -219,7 +236,12 @@ def _normal_actors(rng: random.Random) -> list[Actor]:
             requests.append(_login(address, agent, user, "wrong-password"))
         requests.append(_login(address, agent, user, ACCOUNTS[user]))
         requests.extend(_orders(address, agent, user) for _ in range(rng.randint(1, 3)))
-        actors.append(Actor(f"shopper-{user}", "browser", "never", [], f"{user} browses, searches and checks orders.", requests, pause=0.05))
+        allowed = {}
+        if user == "dana":
+            allowed["token-many-addresses"] = ("token-replay uses her token, and the alert names the token, so it "
+                                               "belongs to every actor that sent it")
+        actors.append(Actor(f"shopper-{user}", "browser", "never", [], f"{user} browses, searches and checks orders.",
+                            requests, pause=0.05, allowed=allowed))
 
     address = "198.51.100.20"
     app = [_login(address, MOBILE_APP, "frank", ACCOUNTS["frank"])]
@@ -321,11 +343,14 @@ def _attackers(rng: random.Random) -> list[Actor]:
               "1,200 requests as fast as four connections allow, 80% of them searches.", flood, threads=4)
     )
 
-    token = [_orders(f"203.0.113.{40 + index % 5}", SCRIPT, "dana") for index in range(15)]
+    # token-many-addresses needs one credential on at least 10 addresses within an hour.
+    token = [_orders(f"203.0.113.{40 + index % 10}", SCRIPT, "dana") for index in range(20)]
     actors.append(
-        Actor("token-replay", "token used from several addresses", "later", [],
-              "dana's bearer token used from five addresses besides her own. No rule sees it: the access "
-              "logs carry no credential, and the audit log records only 5xx and 4xx answers other than 404.", token, pause=0.1)
+        Actor("token-replay", "token used from many addresses", "now", ["token-many-addresses"],
+              "dana's bearer token used from ten addresses besides her own, twice from each.", token, pause=0.1,
+              formats=("nginx_json",),
+              other_formats="the combined log carries no credential, and the audit log records only 5xx and "
+                            "4xx answers other than 404, while these requests succeed")
     )
 
     address = "203.0.113.50"

@@ -2,9 +2,10 @@
 
 The ground truth lists actors. An alert belongs to every actor that its
 group key names: by ``client_ip`` (one of the actor's addresses), by
-``network`` (a network that contains one of them) or by ``user_agent`` (one
-of the actor's user agents). Alerts grouped by anything else, such as a log
-source, belong to no actor.
+``network`` (a network that contains one of them), by ``user_agent`` (one
+of the actor's user agents) or by ``credential_id`` (a credential that one of
+the actor's addresses sent, as listed in the alert's ``client_ips``). Alerts
+grouped by anything else, such as a log source, belong to no actor.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.gateway import CRS_BLOCKING_RULE
+from lab.traffic import expectation
 
 
 @dataclass
@@ -41,7 +43,7 @@ class ActorOutcome:
     @property
     def verdict(self) -> str:
         if self.expected == "never":
-            return "quiet" if not self.fired else "false positive"
+            return "quiet" if not self.unexpected else "false positive"
         if self.expected == "later":
             return "caught" if self.fired else "not caught (expected later)"
         return "caught" if not self.missing else "missed"
@@ -57,17 +59,19 @@ def alert_belongs_to(actor: dict[str, Any], alert: dict[str, Any]) -> bool:
         return any(ipaddress.ip_address(address) in network for address in actor["addresses"])
     if "user_agent" in key:
         return key["user_agent"] in actor["user_agents"]
+    if "credential_id" in key:
+        return any(address in actor["addresses"] for address in alert.get("client_ips", []))
     return False
 
 
-def score(truth: dict[str, Any], alerts: list[dict[str, Any]]) -> list[ActorOutcome]:
-    """Return one outcome per actor of ``truth`` for the given alerts."""
+def score(truth: dict[str, Any], alerts: list[dict[str, Any]], access_format: str) -> list[ActorOutcome]:
+    """Return one outcome per actor of ``truth`` for alerts raised over an ``access_format`` access log."""
     outcomes = []
     for actor in truth["actors"]:
         fired = {alert["rule"] for alert in alerts if alert_belongs_to(actor, alert)}
+        expected, rules = expectation(actor, access_format)
         outcomes.append(
-            ActorOutcome(actor["name"], actor["kind"], actor["expected"], list(actor["rules"]), fired,
-                         dict(actor.get("allowed", {})))
+            ActorOutcome(actor["name"], actor["kind"], expected, rules, fired, dict(actor.get("allowed", {})))
         )
     return outcomes
 

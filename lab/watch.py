@@ -135,14 +135,27 @@ def _close_windows(config: Config, console: Console) -> tuple[DeliveryReport | N
 
 
 def stored_alerts(database: Path) -> list[dict[str, Any]]:
-    """Return every alert in the store as rule id, group key, client address, alert id and summary."""
+    """Return every alert in the store as rule id, group key, client address, alert id and summary.
+
+    An alert grouped by credential_id also gets ``client_ips``: the addresses
+    of every stored event that sent that credential.
+    """
     with Store(database) as store:
         rows = store.con.execute(
             "SELECT alert_id, rule_id, CAST(group_key AS VARCHAR), summary FROM alerts ORDER BY rule_id, alert_id"
         ).fetchall()
+        senders = dict(
+            store.con.execute(
+                "SELECT credential_id, list(DISTINCT client_ip ORDER BY client_ip) FROM events "
+                "WHERE credential_id IS NOT NULL GROUP BY credential_id"
+            ).fetchall()
+        )
     alerts = []
     for alert_id, rule_id, group_key, summary in rows:
         key = json.loads(group_key)
-        alerts.append({"alert_id": alert_id, "rule": rule_id, "group_key": key, "client_ip": key.get("client_ip"),
-                       "summary": summary})
+        alert = {"alert_id": alert_id, "rule": rule_id, "group_key": key, "client_ip": key.get("client_ip"),
+                 "summary": summary}
+        if "credential_id" in key:
+            alert["client_ips"] = senders.get(key["credential_id"], [])
+        alerts.append(alert)
     return alerts

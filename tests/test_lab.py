@@ -32,7 +32,7 @@ if str(REPO) not in sys.path:
 from lab.gateway import GatewayFiles, GatewayInstall, GatewayMissing, find_install  # noqa: E402
 from lab.run import send_traffic  # noqa: E402
 from lab.stack import LabStack  # noqa: E402
-from lab.traffic import DEFAULT_SEED, plan_actors  # noqa: E402
+from lab.traffic import DEFAULT_SEED, expectation, plan_actors  # noqa: E402
 from lab.truth import AuditEntry, alert_belongs_to, read_audit_log, score, unowned_alerts  # noqa: E402
 from lab.watch import (  # noqa: E402
     SLACK_CHANNEL,
@@ -49,8 +49,15 @@ pytestmark = pytest.mark.lab
 TRAFFIC_SECONDS = 90.0
 ACCESS_FORMATS = ["combined", "nginx_json"]
 ACTORS = plan_actors(DEFAULT_SEED)
-ATTACKERS_NOW = [actor.name for actor in ACTORS if actor.expected == "now"]
-ATTACKERS_LATER = [actor.name for actor in ACTORS if actor.expected == "later"]
+# (access format, actor name) per expectation; an actor with `formats` is
+# "now" only in those formats and "later" in the others.
+EXPECTATIONS = [
+    (access_format, actor.name, expectation(actor.ground_truth(), access_format)[0])
+    for access_format in ACCESS_FORMATS
+    for actor in ACTORS
+]
+ATTACKERS_NOW = [(access_format, name) for access_format, name, expected in EXPECTATIONS if expected == "now"]
+ATTACKERS_LATER = [(access_format, name) for access_format, name, expected in EXPECTATIONS if expected == "later"]
 NORMAL_CLIENTS = [actor.name for actor in ACTORS if actor.expected == "never"]
 
 
@@ -221,10 +228,9 @@ def test_lab_connectors_agree_per_request(lab_run, reports, column):
     assert differing == []
 
 
-@pytest.mark.parametrize("access_format", ACCESS_FORMATS)
-@pytest.mark.parametrize("name", ATTACKERS_NOW)
+@pytest.mark.parametrize(("access_format", "name"), ATTACKERS_NOW)
 def test_lab_attacker_alerted(lab_run, reports, access_format, name):
-    outcome = next(o for o in score(lab_run.truth, reports[access_format].alerts) if o.name == name)
+    outcome = next(o for o in score(lab_run.truth, reports[access_format].alerts, access_format) if o.name == name)
     assert outcome.missing == set(), f"{name} ({outcome.kind}) raised only {sorted(outcome.fired)}"
     assert outcome.unexpected == set()
 
@@ -241,8 +247,10 @@ def test_lab_allowed_rules_have_reasons(lab_run, name):
 @pytest.mark.parametrize("access_format", ACCESS_FORMATS)
 @pytest.mark.parametrize("name", NORMAL_CLIENTS)
 def test_lab_normal_client_quiet(lab_run, reports, access_format, name):
-    outcome = next(o for o in score(lab_run.truth, reports[access_format].alerts) if o.name == name)
-    assert outcome.fired == set()
+    """A normal client raises no rule, except one the ground truth allows with a reason."""
+    outcome = next(o for o in score(lab_run.truth, reports[access_format].alerts, access_format) if o.name == name)
+    assert outcome.unexpected == set()
+    assert outcome.verdict == "quiet"
 
 
 @pytest.mark.parametrize("access_format", ACCESS_FORMATS)
@@ -250,14 +258,15 @@ def test_lab_no_alert_without_actor(lab_run, reports, access_format):
     assert unowned_alerts(lab_run.truth, reports[access_format].alerts) == []
 
 
-@pytest.mark.parametrize("name", ATTACKERS_LATER)
-def test_lab_attack_expected_later(lab_run, reports, name):
-    """Attacks the current rule pack cannot catch: reported as xfail until a rule does."""
+@pytest.mark.parametrize(("access_format", "name"), ATTACKERS_LATER)
+def test_lab_attack_expected_later(lab_run, reports, access_format, name):
+    """Attacks the current rule pack cannot catch in this format: reported as xfail until a rule does."""
     actor = actor_truth(lab_run, name)
     assert actor["sent"] > 0
-    outcome = next(o for o in score(lab_run.truth, reports["combined"].alerts) if o.name == name)
+    outcome = next(o for o in score(lab_run.truth, reports[access_format].alerts, access_format) if o.name == name)
     if not outcome.fired:
-        pytest.xfail(f"{name} ({outcome.kind}) raised no alert yet; the ground truth expects a later rule")
+        reason = actor.get("other_formats") or "the ground truth expects a later rule"
+        pytest.xfail(f"{name} ({outcome.kind}) raised no alert over the {access_format} log: {reason}")
 
 
 # Per rule: the measure that counts requests, and which access log events it
@@ -370,13 +379,41 @@ def authorization_values(audit_log: Path) -> set[str]:
     return values
 
 
+def json_log_authorization_values(json_log: Path) -> set[str]:
+    values = set()
+    for line in json_log.read_text(encoding="utf-8").splitlines():
+        value = json.loads(line).get("http_authorization", "")
+        if value:
+            values.add(value)
+    return values
+
+
 def test_lab_credentials_stay_out_of_store(lab_run, reports):
-    """The audit log keeps raw Authorization headers; no store may contain one."""
-    secrets = authorization_values(lab_run.files.audit_log)
-    assert secrets, "the audit log holds no Authorization header, so this test checks nothing"
+    """The audit log and the JSON access log keep raw Authorization headers; no store may contain one."""
+    audit_headers = authorization_values(lab_run.files.audit_log)
+    json_headers = json_log_authorization_values(lab_run.files.json_log)
+    assert audit_headers, "the audit log holds no Authorization header"
+    assert any(header.startswith("Bearer ") for header in json_headers), "the JSON log holds no bearer token"
+    # Each whole header, and the credential after its scheme, which is what gets fingerprinted.
+    secrets = set()
+    for header in audit_headers | json_headers:
+        secrets.add(header)
+        secrets.add(header.split(" ", 1)[-1])
     for access_format in ACCESS_FORMATS:
         path = database(lab_run, access_format)
         for table in ("events", "alerts"):
             texts = [row[0] for row in query(path, f"SELECT CAST(t AS VARCHAR) FROM {table} t")]
             leaked = [secret for secret in secrets if any(secret in text for text in texts)]
             assert leaked == [], f"{access_format} {table}"
+
+
+def test_lab_json_pass_fingerprints_tokens(lab_run, reports):
+    """The JSON pass gives dana's token one fingerprint, sent from her address and token-replay's."""
+    addresses = query(
+        database(lab_run, "nginx_json"),
+        "SELECT list(DISTINCT client_ip ORDER BY client_ip) FROM events WHERE source = 'edge' "
+        "AND path = '/api/v1/users/dana/orders' GROUP BY credential_id",
+    )
+    senders = [*actor_truth(lab_run, "shopper-dana")["addresses"], *actor_truth(lab_run, "token-replay")["addresses"]]
+    expected = sorted(senders)
+    assert addresses == [(expected,)]
