@@ -16,6 +16,8 @@ import polars as pl
 from gatewatch.connectors._credential import fingerprint_values, split_authorization
 from gatewatch.connectors._http import normalize_client_address, null_if_dash, pick_untrusted_client
 from gatewatch.connectors._text import repair_json_text
+from gatewatch.connectors._time import describe_time_failure, parse_any_time
+from gatewatch.connectors.base import ParseResult
 
 # The prefix the container runtime (CRI: containerd, CRI-O) writes before
 # each line of a container's output: time, stream and a partial/full flag.
@@ -91,6 +93,26 @@ def read_text_or_json(
         ],
         how="vertical_relaxed",
     ).sort("_row")
+
+
+def finish_parse(events: pl.DataFrame, unmatched: pl.DataFrame, missing_time: str, timezone: str) -> ParseResult:
+    """Return the events with a readable time, and as rejects the unmatched lines and the events without one.
+
+    ``events`` has ``_row``, ``offset``, ``line``, ``_time`` (the time as
+    written) and ``ts``; ``unmatched`` has ``_row``, ``offset``, ``line`` and
+    ``reason``. ``missing_time`` is the reason when the line has no time at all.
+    """
+    reasons = events.select(
+        pl.when(pl.col("ts").is_null()).then(
+            pl.when(pl.col("_time").is_null())
+            .then(pl.lit(missing_time))
+            .otherwise(describe_time_failure(pl.col("_time"), timezone, parse_any_time))
+        )
+    ).to_series()
+    rejects = pl.concat(
+        [unmatched, events.filter(reasons.is_not_null()).select("_row", "offset", "line", reason=reasons.drop_nulls())]
+    ).sort("_row")
+    return ParseResult.from_frames(events.filter(reasons.is_null()), rejects)
 
 
 def decode_json(texts: pl.Series, dtype: pl.Struct) -> pl.Series:

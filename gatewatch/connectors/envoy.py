@@ -24,6 +24,7 @@ from gatewatch.connectors._frames import overwrite_rows
 from gatewatch.connectors._gateway import (
     decode_json,
     json_members,
+    finish_parse,
     merge_json_objects,
     read_text_or_json,
     remove_members,
@@ -33,7 +34,7 @@ from gatewatch.connectors._gateway import (
     with_trusted_client,
 )
 from gatewatch.connectors._http import null_if_dash, with_target_parts
-from gatewatch.connectors._time import describe_time_failure, parse_any_time
+from gatewatch.connectors._time import parse_any_time
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 
 _TEXT_RE = (
@@ -131,17 +132,7 @@ class EnvoyConnector(Connector):
             reason=pl.lit("line does not match the Envoy/Istio text access-log format and is not a JSON object"),
         )
         events = self._build_events(matched)
-        reasons = events.select(
-            pl.when(pl.col("ts").is_null()).then(
-                pl.when(pl.col("_time").is_null())
-                .then(pl.lit("missing start time"))
-                .otherwise(describe_time_failure(pl.col("_time"), self.options.timezone, parse_any_time))
-            )
-        ).to_series()
-        rejects = pl.concat(
-            [unmatched, events.filter(reasons.is_not_null()).select("_row", "offset", "line", reason=reasons.drop_nulls())]
-        ).sort("_row")
-        return ParseResult.from_frames(events.filter(reasons.is_null()), rejects)
+        return finish_parse(events, unmatched, "missing start time", self.options.timezone)
 
     def _read_text(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Return the raw fields of the text formats, one row per row of ``frame``."""

@@ -19,6 +19,7 @@ import polars as pl
 from gatewatch.connectors._gateway import (
     decode_json,
     json_members,
+    finish_parse,
     merge_json_objects,
     read_text_or_json,
     remove_members,
@@ -29,7 +30,7 @@ from gatewatch.connectors._gateway import (
 )
 from gatewatch.connectors._http import null_if_dash, with_request_line, with_target_parts
 from gatewatch.connectors._text import unescape_log_column
-from gatewatch.connectors._time import describe_time_failure, parse_any_time
+from gatewatch.connectors._time import parse_any_time
 from gatewatch.connectors.base import Connector, ConnectorOptions, ParseResult
 
 _QUOTED = r'(?:[^"\\]|\\.)*'
@@ -76,17 +77,7 @@ class TraefikConnector(Connector):
             "_row", "offset", "line", reason=_describe_unmatched(pl.col("line"))
         )
         events = self._build_events(matched)
-        reasons = events.select(
-            pl.when(pl.col("ts").is_null()).then(
-                pl.when(pl.col("_time").is_null())
-                .then(pl.lit("missing time (StartUTC, StartLocal or time)"))
-                .otherwise(describe_time_failure(pl.col("_time"), self.options.timezone, parse_any_time))
-            )
-        ).to_series()
-        rejects = pl.concat(
-            [unmatched, events.filter(reasons.is_not_null()).select("_row", "offset", "line", reason=reasons.drop_nulls())]
-        ).sort("_row")
-        return ParseResult.from_frames(events.filter(reasons.is_null()), rejects)
+        return finish_parse(events, unmatched, "missing time (StartUTC, StartLocal or time)", self.options.timezone)
 
     def _read_clf(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Return the raw fields of the common format, one row per row of ``frame``."""
