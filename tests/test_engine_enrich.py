@@ -102,3 +102,32 @@ def test_enrich_missing_file_reported(tmp_path):
     rule_set = load_rules([tmp_path])
     assert "network file 'nowhere.csv' not found" in str(rule_set.errors[0])
     assert "lists.yaml:1:" in str(rule_set.errors[0])
+
+
+def test_enrich_reads_maxmind_database(store, tmp_path):
+    mmdb_writer = pytest.importorskip("mmdb_writer")
+    pytest.importorskip("maxminddb")
+    from netaddr import IPSet
+
+    # IPv4 ranges live under ::/96, as in the GeoLite2 files.
+    writer = mmdb_writer.MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-ASN-and-Country")
+    writer.insert_network(
+        IPSet(["192.0.2.0/25"]),
+        {"country": {"iso_code": "DE"}, "autonomous_system_number": 64500, "autonomous_system_organization": "Example Hosting"},
+    )
+    writer.insert_network(
+        IPSet(["192.0.2.128/25"]),
+        {"registered_country": {"iso_code": "NL"}, "autonomous_system_number": 64501, "autonomous_system_organization": "Example Cloud"},
+    )
+    writer.to_db_file(str(tmp_path / "networks.mmdb"))
+    rule = RULE.replace("having: countries >= 3", "where: ip_country(client_ip) = 'NL' and ip_asn(client_ip) = 64501\nhaving: count(*) >= 1")
+    write_rule(tmp_path, "lists.yaml", "networks: [networks.mmdb]\n")
+    write_rule(tmp_path, "rule.yaml", rule)
+    rule_set = load_rules([tmp_path])
+    assert [str(e) for e in rule_set.errors] == []
+    insert_events(store, [event("10:00:01", "192.0.2.10", "alice"), event("10:00:02", "192.0.2.200", "bob")])
+    evaluate_rule(store, rule_set.rules[0], [], SETTINGS, until=at("10:20:00"))
+    groups = [r[0] for r in store.con.execute("SELECT group_key->>'user' FROM alerts").fetchall()]
+    assert groups == ["bob"]
+    organizations = store.con.execute("SELECT organization FROM networks ORDER BY low").fetchall()
+    assert [row[0] for row in organizations] == ["Example Hosting", "Example Cloud"]

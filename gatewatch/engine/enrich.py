@@ -116,8 +116,8 @@ def _read_mmdb(path: Path) -> list[tuple]:
         import maxminddb
     except ImportError:
         raise RuleError("reading .mmdb files needs the maxminddb package: pip install maxminddb", path) from None
-    # NOTE: tested only with CSV files; no MaxMind-format database ships with
-    # the tests. Field names follow the GeoLite2 Country, City and ASN layouts.
+    # Field names follow the GeoLite2 Country, City and ASN layouts. The tests
+    # write a small database with mmdb-writer; no real GeoLite2 file was tried.
     rows = []
     try:
         with maxminddb.open_database(str(path)) as reader:
