@@ -573,14 +573,32 @@ def alerts_list(
     write_rows(columns, rows, output, sys.stdout, out)
 
 
+def resolve_alert_id(store: Store, text: str) -> str:
+    """Return the alert id that ``text`` is, or that it uniquely starts; a narrow table shows ids cut short."""
+    wanted = text.strip().rstrip("…")
+    if store.con.execute("SELECT 1 FROM alerts WHERE alert_id = ?", [wanted]).fetchone():
+        return wanted
+    matches = [row[0] for row in store.con.execute(
+        "SELECT alert_id FROM alerts WHERE starts_with(alert_id, ?) ORDER BY alert_id LIMIT 3", [wanted]
+    ).fetchall()] if len(wanted) >= 4 else []
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise fail(f"alert id {wanted!r} starts several alerts ({', '.join(matches)}, …); give more characters")
+    return wanted
+
+
 @alerts_app.command("show")
 def alerts_show(
-    alert_id: Annotated[str, typer.Argument(help="The alert id, as printed by `gatewatch alerts list` and in Slack.")],
+    alert_id: Annotated[
+        str, typer.Argument(help="The alert id, as printed by `gatewatch alerts list` and in Slack, or its unique start.")
+    ],
     config: ConfigOption = Path(DEFAULT_CONFIG_NAME),
 ) -> None:
     """Print one alert with its evidence and the SQL that lists the events behind it."""
     with read_only_store(config) as store:
         try:
+            alert_id = resolve_alert_id(store, alert_id)
             alert = load_alert(store.con, alert_id)
             query = store.con.execute("SELECT query FROM alerts WHERE alert_id = ?", [alert_id]).fetchone()[0]
         except GatewatchError as exc:

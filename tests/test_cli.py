@@ -394,3 +394,17 @@ def test_cli_missing_group_value_shows_dash(tmp_path):
     assert "- from 192.0.2.1" in result.stdout
     assert "None" not in result.stdout
     assert "user=-" in result.stdout
+
+
+def test_cli_alerts_show_takes_id_start(tmp_path):
+    folder = sample_project(tmp_path)
+    assert gatewatch("run", "--once", cwd=folder).returncode == 0
+    listed = gatewatch("alerts", "list", "--rule", "scraping", "-f", "csv", cwd=folder)
+    alert_id = listed.stdout.splitlines()[1].split(",")[0]
+    cut_short = alert_id[:12] + "…"
+    result = gatewatch("alerts", "show", cut_short, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert alert_id in result.stdout
+    too_short = gatewatch("alerts", "show", alert_id[:2], cwd=folder)
+    assert too_short.returncode == 1
+    assert "not found" in too_short.stderr
