@@ -10,35 +10,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from gatewatch.connectors.base import REJECT_SCHEMA, Connector, ParseResult
+from gatewatch.connectors.base import ParseResult
 from gatewatch.errors import SourceError
-from gatewatch.events import conform
 from gatewatch.ingest import ingest_source, iter_chunks, split_lines
+from helpers import SimpleConnector, simple_line
 
 
-class SimpleConnector(Connector):
-    """Test format: ``<ISO time> <client ip> <path>``; anything else is rejected."""
-
-    name = "simple"
-
-    def parse(self, lines: pl.DataFrame) -> ParseResult:
-        parts = lines.with_columns(pl.col("line").str.extract_groups(r"^(\S+) (\S+) (\S+)$").alias("m"))
-        parts = parts.unnest("m")
-        good = parts.filter(pl.col("1").is_not_null())
-        events = good.select(
-            pl.col("1").str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False).alias("ts"),
-            pl.col("2").alias("client_ip"),
-            pl.col("3").alias("path"),
-            pl.col("offset"),
-        )
-        rejects = parts.filter(pl.col("1").is_null()).select(
-            pl.col("offset"), pl.col("line"), pl.lit("not '<time> <ip> <path>'").alias("reason")
-        )
-        return ParseResult(conform(events), rejects.cast(REJECT_SCHEMA))
-
-
-def line(second: int, path: str = "/a") -> str:
-    return f"2026-11-03T10:00:{second:02d} 192.0.2.9 {path}\n"
+line = simple_line
 
 
 def ingest(store, folder: Path, pattern: str = "access.log*", chunk_bytes: int = 1 << 20):
