@@ -574,18 +574,25 @@ def alerts_list(
 
 
 def resolve_alert_id(store: Store, text: str) -> str:
-    """Return the alert id that ``text`` is, or that it uniquely starts; a narrow table shows ids cut short."""
-    wanted = text.strip().rstrip("…")
-    if store.con.execute("SELECT 1 FROM alerts WHERE alert_id = ?", [wanted]).fetchone():
-        return wanted
-    matches = [row[0] for row in store.con.execute(
-        "SELECT alert_id FROM alerts WHERE starts_with(alert_id, ?) ORDER BY alert_id LIMIT 3", [wanted]
-    ).fetchall()] if len(wanted) >= 4 else []
+    """Return the alert id that ``text`` is, or the one it uniquely starts.
+
+    A narrow `alerts list` table shows ids cut short with an ellipsis.
+    """
+    requested = text.strip().rstrip("…")
+    if store.con.execute("SELECT 1 FROM alerts WHERE alert_id = ?", [requested]).fetchone():
+        return requested
+    # Starts shorter than four characters match too many alerts to be useful.
+    if len(requested) < 4:
+        return requested
+    rows = store.con.execute(
+        "SELECT alert_id FROM alerts WHERE starts_with(alert_id, ?) ORDER BY alert_id LIMIT 3", [requested]
+    ).fetchall()
+    matches = [row[0] for row in rows]
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise fail(f"alert id {wanted!r} starts several alerts ({', '.join(matches)}, …); give more characters")
-    return wanted
+        raise fail(f"alert id {requested!r} starts several alerts ({', '.join(matches)}, …); give more characters")
+    return requested
 
 
 @alerts_app.command("show")

@@ -121,7 +121,7 @@ class SourceConfig(StrictModel):
 
 
 class EngineConfig(StrictModel):
-    """How rules run in event time."""
+    """Settings of rule evaluation in event time."""
 
     # Windows close this long after the newest event time seen, so that
     # slightly late lines still count.

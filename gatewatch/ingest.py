@@ -242,7 +242,7 @@ def ingest_file(
 
 @dataclass
 class _OpenFile:
-    """What every chunk of one file needs to be stored and checkpointed."""
+    """The state shared by every chunk of one file: where to store it and how to checkpoint it."""
 
     store: Store
     source: str

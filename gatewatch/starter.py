@@ -6,12 +6,13 @@ STARTER_CONFIG = """\
 # The DuckDB file that stores events, rejects, alerts and all run state.
 database: gatewatch.duckdb
 
-# Log sources. `format` names a connector (`gatewatch` ships `combined` for
-# nginx/Apache access logs and `nginx_json` for nginx JSON logs), or `auto`
-# to pick one per file from its first lines; check a file with
-# `gatewatch sources test FILE`. `path` is a file, a folder or a glob;
-# rotated files (access.log.1, access.log.2.gz, access.log.3.zst) are read
-# once each.
+# Log sources. `format` names a connector, such as `combined` (nginx and
+# Apache), `nginx_json`, `aws_alb`, `aws_waf`, `cloudflare`, `envoy`,
+# `haproxy` or `modsecurity` (docs/connectors.md lists them all). `auto`
+# picks one per file from its first lines. Check a file with
+# `gatewatch sources test FILE`. `path` is a file, a folder, a glob or an
+# s3://bucket/prefix/. Rotated files (access.log.1, access.log.2.gz,
+# access.log.3.zst) are read once each.
 sources:
   - name: edge
     format: combined

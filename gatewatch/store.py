@@ -241,9 +241,9 @@ MIGRATIONS: list[list[str]] = [
         # Engine details of an alert beyond the columns notifiers read: the
         # rule's query for the alert's window end with its parameters bound,
         # and whether it was raised while catching up on missed evaluation
-        # points. A catch-up alert gets no outbox row until the
-        # run ends; then `digest_id` is set to its own id (queued alone) or
-        # to the id of the digest alert that groups it.
+        # points. A catch-up alert gets no outbox row until the run ends.
+        # Then `digest_id` is set to its own id (queued alone) or to the id
+        # of the digest alert that groups it.
         # Network ranges from the enrichment files a lists file names, as
         # 128-bit numbers (IPv4 in the IPv4-mapped range). Replaced whole
         # when a file changes; `enrichment_state` holds the fingerprint of

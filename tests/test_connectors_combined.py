@@ -403,8 +403,8 @@ def test_combined_trusted_networks_skip_own_proxies():
 
 
 def test_combined_trusted_networks_forged_entry_ignored():
-    # The client wrote 10.9.9.9 itself, left of its own address: it is not trusted
-    # because an untrusted address stands right of it.
+    # The client wrote 10.9.9.9 itself, left of its own address. It is not trusted
+    # because an untrusted address is right of it.
     line = (
         '10.0.0.1 - - [01/Jan/2025:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "x" '
         '"10.9.9.9, 203.0.113.7"'
@@ -839,7 +839,7 @@ def test_registry_rejects_name_clash(fresh_registry):
 
 
 def test_combined_escaped_trailing_field_beside_plain_lines():
-    # One line's trailing field holds a backslash escape; the others do not.
+    # One line's trailing field contains a backslash escape, and the others do not.
     lines = [
         '192.0.2.1 - - [10/Oct/2024:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8" "\\x80\\x41" 0.005',
         '192.0.2.2 - - [10/Oct/2024:13:55:37 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8" "198.51.100.9" 0.010',

@@ -1,4 +1,4 @@
-"""What every connector provides: a name, typed options and a bulk parser."""
+"""The connector interface: a name, typed options and a bulk parser."""
 
 from __future__ import annotations
 

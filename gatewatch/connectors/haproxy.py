@@ -38,7 +38,7 @@ LINE_RE = (
     r' "(?P<request>.*)"$'
 )
 
-# What the line is when LINE_RE does not match it.
+# Kinds of HAProxy lines that LINE_RE does not match, named in their reject reasons.
 _CONNECTION_MESSAGE_RE = rf"^\S+ \[{_ACCEPT_DATE}\] \S+: "
 _TCP_LOG_RE = rf"^\S+ \[{_ACCEPT_DATE}\] \S+ \S+/\S+ -?\d+/-?\d+/[+-]?\d+ \+?\d+ \S+ \d+/"
 

@@ -267,8 +267,8 @@ class NginxJsonConnector(Connector):
                        "country", "waf_action", "waf_rule_id", "waf_message", "attack_class"):
             columns[column] = null_if_dash(value(column))
         # The credential of an Authorization header, fingerprinted once the frame is collected.
-        # NOTE: a key mapped to credential_id is stored as written, so map only identifiers
-        # (key ids, consumer names) to it, never secrets; rule lists match those values.
+        # NOTE: a key mapped to credential_id is stored as written, because rule lists match
+        # those values. Map only identifiers (key ids, consumer names) to it, never secrets.
         authorization = split_authorization(null_if_dash(value(AUTHORIZATION_ROLE)))
         columns["_auth_credential"] = authorization["_auth_credential"]
         columns["user"] = pl.coalesce(columns["user"], authorization["_auth_user"])
